@@ -1,0 +1,48 @@
+# dgm-operator developer entry points. `make test` is the test command (CI calls it).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help venv controlplane crds test test-unit test-integration e2e-kind bench clean
+
+help:
+	@echo "make test          unit + integration tests (builds or reuses the control plane)"
+	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules"
+	@echo "make crds          regenerate crds/*.yaml from the pydantic models"
+	@echo "make e2e-kind      end-to-end tests on kind (hosts with Docker only)"
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
+
+venv: $(PY)
+
+controlplane:
+	@bash hack/build-controlplane.sh >/dev/null
+
+crds: $(PY)
+	$(VENV)/bin/dgm crds
+
+test-unit: $(PY)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# The control plane directory is resolved once (built on first use, then cached) and
+# handed to the tests; KUBEBUILDER_ASSETS, when set, is used as it is.
+test-integration: $(PY)
+	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test: $(PY)
+	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+e2e-kind: $(PY)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+bench: $(PY)
+	$(VENV)/bin/dgm bench search
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

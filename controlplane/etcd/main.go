@@ -1,0 +1,13 @@
+// Command etcd is etcd's own server entry point (etcdmain), built from the pinned
+// go.etcd.io/etcd/server/v3 module so no prebuilt binary is downloaded.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
