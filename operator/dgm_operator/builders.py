@@ -1,0 +1,201 @@
+"""Manifests the operator writes, as plain data (no Kubernetes client here).
+
+Each builder takes what it needs as arguments and returns the object as a dict, so the
+sandbox contract of ``design.md`` ("Evaluation contract") is checked by unit tests against
+expected output, and the reconcilers only send what these functions return.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from . import names
+
+SANDBOX_UID = 65532  # the conventional "nonroot" user of distroless images
+DEFAULT_LIMITS = {"cpu": "1", "memory": "512Mi"}
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+JOB_TTL_SECONDS = 3600
+TMP_SIZE_LIMIT = "256Mi"
+
+
+def owner_reference(obj: Mapping[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to ``obj`` (a full object dict read from the API)."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(name: str, namespace: str, owner: Mapping[str, Any] | None, labels: Mapping[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {names.LABEL_MANAGED_BY: names.FIELD_MANAGER, **labels},
+    }
+    if owner is not None:
+        meta["ownerReferences"] = [dict(owner)]
+    return meta
+
+
+def files_configmap(
+    name: str, namespace: str, files: Mapping[str, str], *, owner: Mapping[str, Any] | None, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """An immutable ConfigMap holding a file set (a candidate workspace or a revision snapshot).
+
+    File names are ConfigMap keys (``[-._a-zA-Z0-9]+``, no directories), as in the agent's
+    live ConfigMap; the safety analysis rejects any other name before this is built.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(name, namespace, owner, labels),
+        "immutable": True,
+        "data": dict(sorted(files.items())),
+    }
+
+
+def evaluation_job(
+    *,
+    name: str,
+    namespace: str,
+    owner: Mapping[str, Any],
+    labels: Mapping[str, str],
+    image: str,
+    command: Sequence[str],
+    args: Sequence[str],
+    env: Sequence[Mapping[str, str]],
+    workspace_configmap: str,
+    timeout_seconds: int,
+    repeats: int,
+    stage: str,
+    resources: Mapping[str, Mapping[str, str]] | None = None,
+    runtime_class_name: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, Any]] | None = None,
+    pod_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The sandboxed evaluation Job: one per candidate and stage (or per baseline revision).
+
+    No service-account token, the restricted Pod Security profile (non-root, no privilege
+    escalation, all capabilities dropped, RuntimeDefault seccomp, read-only root file
+    system with an emptyDir ``/tmp``), CPU/memory limits, a deadline, no retries, a TTL,
+    and the ``dgm.io/sandbox`` label that the deny-egress NetworkPolicy selects.
+    """
+    resources = resources or {}
+    all_labels = {**labels, names.LABEL_SANDBOX: "true", names.LABEL_STAGE: stage}
+    pod_meta_labels = {**(pod_labels or {}), **all_labels}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_UID,
+            "fsGroup": SANDBOX_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "evaluate",
+                "image": image,
+                "command": list(command),
+                "args": list(args),
+                "env": [
+                    *[dict(e) for e in env],
+                    {"name": "DGM_STAGE", "value": stage},
+                    {"name": "DGM_REPEATS", "value": str(repeats)},
+                    {"name": "DGM_WORKSPACE", "value": "/workspace"},
+                    {"name": "HOME", "value": "/tmp"},
+                ],
+                "workingDir": "/workspace",
+                "resources": {
+                    "limits": dict(resources.get("limits") or DEFAULT_LIMITS),
+                    "requests": dict(resources.get("requests") or DEFAULT_REQUESTS),
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": "/workspace", "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "workspace",
+                "configMap": {"name": workspace_configmap},
+            },
+            {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+        ],
+    }
+    if runtime_class_name:
+        pod_spec["runtimeClassName"] = runtime_class_name
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(name, namespace, owner, all_labels),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(timeout_seconds),
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": {"metadata": {"labels": pod_meta_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def sandbox_network_policy(namespace: str) -> dict[str, Any]:
+    """Denies all egress (and ingress) of pods labelled as sandboxes in ``namespace``."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(names.SANDBOX_NETWORK_POLICY, namespace, None, {}),
+        "spec": {
+            "podSelector": {"matchLabels": {names.LABEL_SANDBOX: "true"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [],
+        },
+    }
+
+
+def live_configmap_apply(name: str, namespace: str, files: Mapping[str, str]) -> dict[str, Any]:
+    """Server-side apply body for the agent's live ConfigMap: only ``data`` is ours."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": dict(sorted(files.items())),
+    }
+
+
+def deployment_apply(name: str, namespace: str, *, container: str, revision: int, image: str) -> dict[str, Any]:
+    """Server-side apply body that stamps the pod template with the revision (so the
+    Deployment rolls) and sets the agent container's image; nothing else is claimed."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {names.ANNOTATION_REVISION: str(revision)}},
+                "spec": {"containers": [{"name": container, "image": image}]},
+            }
+        },
+    }

@@ -1,0 +1,199 @@
+"""The operator's Kubernetes I/O, kept in one place and kept dumb.
+
+Reconcilers call these helpers; nothing here decides anything. Creation treats
+AlreadyExists as success (children have deterministic names), writes to objects that Git
+may own go through server-side apply with the ``dgm-operator`` field manager, and status
+goes through the status subresource.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from typing import Any, Mapping
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from . import names
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = "dgm.io", "v1alpha1"
+AGENTS, CANDIDATES = "dgmagents", "improvementcandidates"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def load_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    """Typed helpers over one ApiClient. Objects go in and out as plain dicts."""
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.api = api_client or load_config()
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.net = client.NetworkingV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    # -- plain dicts out of the typed client ------------------------------------------
+    def _dict(self, obj: Any) -> dict[str, Any]:
+        return self.api.sanitize_for_serialization(obj)
+
+    # -- custom resources -------------------------------------------------------------
+    def get_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_custom(namespace, AGENTS, name)
+
+    def get_candidate(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_custom(namespace, CANDIDATES, name)
+
+    def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_candidates(self, namespace: str, agent: str) -> list[dict[str, Any]]:
+        out = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{names.LABEL_AGENT}={agent}"
+        )
+        return out.get("items", [])
+
+    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Create; False when it already exists (a retry after a crash)."""
+        try:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, dict(body))
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, meta["namespace"], plural, meta["name"], {"status": dict(status)}
+        )
+
+    def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], plural, meta["name"], {"metadata": dict(metadata)}
+        )
+
+    # -- core objects -------------------------------------------------------------------
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.core.read_namespaced_config_map(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.apps.read_namespaced_deployment(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.batch.read_namespaced_job(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, body: Mapping[str, Any]) -> bool:
+        """Create a ConfigMap, Job or NetworkPolicy; False when it already exists."""
+        kind, ns = body["kind"], body["metadata"]["namespace"]
+        create = {
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "Job": self.batch.create_namespaced_job,
+            "NetworkPolicy": self.net.create_namespaced_network_policy,
+        }[kind]
+        try:
+            create(ns, dict(body))
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply (field manager ``dgm-operator``) of a ConfigMap or Deployment."""
+        kind, ns, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        patch = {"ConfigMap": self.core.patch_namespaced_config_map, "Deployment": self.apps.patch_namespaced_deployment}[kind]
+        out = patch(name, ns, dict(body), field_manager=names.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
+        return self._dict(out)
+
+    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
+        """The terminated container's message and exit code of a Job's (newest) pod."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
+        pods.sort(key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        for pod in reversed(pods):
+            for status in pod.status.container_statuses or []:
+                term = status.state and status.state.terminated
+                if term is not None:
+                    return term.message, term.exit_code
+        return None, None
+
+    def delete_candidate(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # -- events -------------------------------------------------------------------------
+    def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a core/v1 Event on ``obj``; failures are logged, never raised."""
+        meta = obj["metadata"]
+        stamp = now()
+        digest = hashlib.sha1(json.dumps([meta.get("uid"), reason, message, stamp]).encode()).hexdigest()[:10]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": names.FIELD_MANAGER},
+            "reportingComponent": names.FIELD_MANAGER,
+            "reportingInstance": names.FIELD_MANAGER,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:  # events are best effort
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc.reason)

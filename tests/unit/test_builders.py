@@ -1,0 +1,102 @@
+"""The manifests the operator writes, checked against the sandbox contract of the design."""
+
+from dgm_operator import builders, names
+
+OWNER = {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate", "name": "c1", "uid": "u-1",
+         "controller": True, "blockOwnerDeletion": True}
+
+
+def job(**overrides):
+    kwargs = dict(
+        name="c1-eval-full", namespace="ns", owner=OWNER, labels={names.LABEL_CANDIDATE: "c1"},
+        image="example/agent:1", command=["dgm", "evaluate", "--", "bench"], args=["--subset", "quick"],
+        env=[{"name": "A", "value": "1"}], workspace_configmap="c1-workspace", timeout_seconds=120,
+        repeats=3, stage="full",
+    )
+    kwargs.update(overrides)
+    return builders.evaluation_job(**kwargs)
+
+
+def test_evaluation_job_matches_the_sandbox_contract():
+    j = job()
+    spec = j["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 120
+    assert spec["ttlSecondsAfterFinished"] == builders.JOB_TTL_SECONDS
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (c,) = pod["containers"]
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert c["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert pod["volumes"] == [
+        {"name": "workspace", "configMap": {"name": "c1-workspace"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env == {"A": "1", "DGM_STAGE": "full", "DGM_REPEATS": "3", "DGM_WORKSPACE": "/workspace", "HOME": "/tmp"}
+    assert c["args"] == ["--subset", "quick"]
+    assert j["metadata"]["ownerReferences"] == [OWNER]
+    for labels in (j["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
+        assert labels[names.LABEL_SANDBOX] == "true"
+        assert labels[names.LABEL_CANDIDATE] == "c1"
+    assert "runtimeClassName" not in pod
+
+
+def test_evaluation_job_sandbox_options_and_pod_labels_cannot_unset_the_sandbox_label():
+    j = job(runtime_class_name="gvisor", node_selector={"pool": "sandbox"},
+            tolerations=[{"key": "sandbox", "operator": "Exists"}],
+            pod_labels={names.LABEL_SANDBOX: "false", "team": "a"},
+            resources={"limits": {"cpu": "2", "memory": "1Gi"}})
+    pod = j["spec"]["template"]
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    assert pod["spec"]["nodeSelector"] == {"pool": "sandbox"}
+    assert pod["spec"]["tolerations"] == [{"key": "sandbox", "operator": "Exists"}]
+    assert pod["metadata"]["labels"][names.LABEL_SANDBOX] == "true"
+    assert pod["metadata"]["labels"]["team"] == "a"
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+
+
+def test_network_policy_denies_all_egress_of_sandboxes():
+    np = builders.sandbox_network_policy("ns")
+    assert np["spec"] == {
+        "podSelector": {"matchLabels": {names.LABEL_SANDBOX: "true"}},
+        "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [],
+    }
+
+
+def test_files_configmap_is_immutable_and_owned():
+    cm = builders.files_configmap("a-rev-2", "ns", {"b.py": "x", "a.yaml": "y"}, owner=OWNER,
+                                  labels={names.LABEL_REVISION: "2"})
+    assert cm["immutable"] is True
+    assert list(cm["data"]) == ["a.yaml", "b.py"]
+    assert cm["metadata"]["ownerReferences"] == [OWNER]
+    assert cm["metadata"]["labels"] == {names.LABEL_MANAGED_BY: "dgm-operator", names.LABEL_REVISION: "2"}
+
+
+def test_apply_bodies_claim_only_the_operator_fields():
+    assert builders.deployment_apply("d", "ns", container="agent", revision=3, image="img:2") == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "ns"},
+        "spec": {"template": {"metadata": {"annotations": {"dgm.io/revision": "3"}},
+                              "spec": {"containers": [{"name": "agent", "image": "img:2"}]}}},
+    }
+    assert builders.live_configmap_apply("cm", "ns", {"k": "v"}) == {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "ns"}, "data": {"k": "v"}}
+
+
+def test_names_are_deterministic_and_fit_label_values():
+    long = "a" * 80
+    assert names.evaluation_job(long, "full") == names.evaluation_job(long, "full")
+    assert len(names.evaluation_job(long, "full")) <= 63
+    assert names.evaluation_job(long, "full") != names.evaluation_job(long, "quick")
+    assert names.evaluation_job("c1", "quick") == "c1-eval-quick"
+    assert names.revision_snapshot("agent", 4) == "agent-rev-4"
