@@ -1,0 +1,105 @@
+"""kopf wiring: thin handlers that hand an object's name to the reconciler.
+
+All handlers are plain (sync) functions, so kopf runs them in its thread pool and the
+blocking Kubernetes client never stalls the event loop. Event handlers give low latency
+(a candidate's Job is created on its ADDED event; a Job's completion reconciles its owner
+at once); timers are the level-based safety net for missed events and for the agent's
+improvement interval. No handler uses kopf's progress storage or a finalizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from . import names
+from .kube import AGENTS, CANDIDATES, GROUP, VERSION, Kube
+from .lifecycle import TERMINAL, Reconciler
+
+log = logging.getLogger(__name__)
+_reconciler: Reconciler | None = None
+
+AGENT_TIMER_SECONDS = float(os.environ.get("DGM_AGENT_TIMER_SECONDS", "5"))
+CANDIDATE_TIMER_SECONDS = float(os.environ.get("DGM_CANDIDATE_TIMER_SECONDS", "10"))
+
+
+def reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        _reconciler = Reconciler(Kube())
+    return _reconciler
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
+    settings.posting.enabled = False  # the reconciler records its own Events
+    settings.batching.batch_window = 0.01
+    settings.execution.max_workers = int(os.environ.get("DGM_MAX_WORKERS", "16"))
+    settings.watching.server_timeout = 300
+    reconciler()
+
+
+@kopf.on.probe(id="api")
+def api_reachable(**_: Any) -> bool:
+    reconciler().kube.core.get_api_resources()
+    return True
+
+
+def _candidates(namespace: str, names_: list[str]) -> None:
+    for other in names_:
+        try:
+            reconciler().reconcile_candidate(namespace, other)
+        except Exception:  # one sibling's trouble must not stop the others
+            log.exception("reconciling candidate %s/%s", namespace, other)
+
+
+def _candidate(namespace: str, name: str) -> None:
+    _candidates(namespace, reconciler().reconcile_candidate(namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, CANDIDATES)
+def candidate_event(event: dict, namespace: str, name: str, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        return
+    _candidate(namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, CANDIDATES, interval=CANDIDATE_TIMER_SECONDS,
+            when=lambda status, **_: status.get("phase") not in TERMINAL)
+def candidate_timer(namespace: str, name: str, **_: Any) -> None:
+    _candidate(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.FIELD_MANAGER})
+def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A finished evaluation Job reconciles its owner right away."""
+    if event.get("type") == "DELETED":
+        return
+    finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                   for c in (body.get("status") or {}).get("conditions") or [])
+    if not finished:
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(names.LABEL_CANDIDATE):
+        _candidate(namespace, labels[names.LABEL_CANDIDATE])
+    elif labels.get(names.LABEL_AGENT):
+        _candidates(namespace, reconciler().reconcile_agent(namespace, labels[names.LABEL_AGENT]))
+
+
+@kopf.on.event(GROUP, VERSION, AGENTS)
+def agent_event(event: dict, namespace: str, name: str, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        return
+    _candidates(namespace, reconciler().reconcile_agent(namespace, name))
+
+
+@kopf.timer(GROUP, VERSION, AGENTS, interval=AGENT_TIMER_SECONDS)
+def agent_timer(namespace: str, name: str, **_: Any) -> None:
+    _candidates(namespace, reconciler().reconcile_agent(namespace, name))

@@ -1,0 +1,359 @@
+"""The candidate lifecycle on the dev cluster: a real kube-apiserver and controllers, the
+operator (`dgm run`) as a separate process, evaluation Jobs run by the dev node.
+
+Most tests use a "toy" agent whose evaluation reads its metrics (and exit code, delay,
+whether to print metrics at all) from `settings.json` in the candidate's workspace, so each
+lifecycle branch is reached on purpose and fast. `test_quickstart_*` runs the real sample
+agent and its benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+TOY_BENCH = r"""
+import json, os, sys, time
+s = json.load(open(os.path.join(os.environ["DGM_WORKSPACE"], "settings.json")))
+if os.environ.get("DGM_STAGE") == "postapply" and "post_accuracy" in s:
+    s["accuracy"] = s["post_accuracy"]
+time.sleep(s.get("sleep", 0))
+if s.get("exit"):
+    sys.exit(s["exit"])
+if s.get("emit", True):
+    print(json.dumps({"metrics": {"accuracy": s["accuracy"]}, "tests": {"passed": 1}}))
+"""
+
+TOY_SERVE = r"""
+import json, os, sys, time
+s = json.load(open(os.path.join(os.environ["CONFIG_DIR"], "settings.json")))
+if s.get("crash"):
+    sys.exit(1)
+while True:
+    time.sleep(1)
+"""
+
+
+def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurrent=2, on_regression=False,
+                timeout=60, stages=None) -> list[dict]:
+    agent_spec = {
+        "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
+        "evaluation": {
+            "image": "example.invalid/toy:1",
+            "command": ["dgm", "evaluate", "--", "python", "-c", TOY_BENCH],
+            "metrics": [{"name": "accuracy", "goal": "maximize", "weight": 1.0}],
+            "timeoutSeconds": timeout,
+        },
+        "proposer": {"type": "parameters", "seed": 7, "searchSpace": [
+            {"file": "settings.json", "key": "accuracy", "type": "float", "min": 0.0, "max": 1.0}]},
+        "policy": {"autoApply": auto_apply, "minImprovement": 0.01, "maxConcurrentCandidates": max_concurrent,
+                   "improvementIntervalMinutes": 600, "allowedFiles": ["settings.json"],
+                   "rollback": {"onRolloutFailure": True, "onRegression": on_regression}},
+    }
+    if stages:
+        agent_spec["evaluation"]["stages"] = stages
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "toy-config", "namespace": namespace},
+         "data": {"settings.json": json.dumps(settings), "notes.txt": "kept as is\n"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "toy", "namespace": namespace},
+         "spec": {"replicas": 1, "progressDeadlineSeconds": 6, "selector": {"matchLabels": {"app": "toy"}},
+                  "template": {"metadata": {"labels": {"app": "toy"}}, "spec": {
+                      "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "agent", "image": "example.invalid/toy:1",
+                                      "command": ["python", "-c", TOY_SERVE],
+                                      "env": [{"name": "CONFIG_DIR", "value": "/config"}],
+                                      "volumeMounts": [{"name": "config", "mountPath": "/config"}]}],
+                      "volumes": [{"name": "config", "configMap": {"name": "toy-config"}}]}}}},
+        {"apiVersion": "dgm.io/v1alpha1", "kind": "DGMAgent", "metadata": {"name": "toy", "namespace": namespace},
+         "spec": agent_spec},
+    ]
+
+
+def candidate(namespace: str, name: str, settings: dict | None = None, **spec) -> dict:
+    body = {"agentRef": "toy", "improvementType": "ParameterTuning", "description": f"test {name}",
+            "expectedImprovement": 0.1, "riskLevel": 0.1, **spec}
+    if settings is not None:
+        body["changes"] = {"settings.json": json.dumps(settings)}
+    return {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate",
+            "metadata": {"name": name, "namespace": namespace}, "spec": body}
+
+
+class Env:
+    def __init__(self, cluster, namespace):
+        self.cluster, self.ns = cluster, namespace
+
+    def apply(self, *objs):
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+
+    def get(self, kind, name):
+        out = self.cluster.kubectl("get", kind, name, "-n", self.ns, "-o", "json", check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def list(self, kind, selector=None):
+        args = ["get", kind, "-n", self.ns, "-o", "json"] + (["-l", selector] if selector else [])
+        return json.loads(self.cluster.kubectl(*args).stdout)["items"]
+
+    def wait(self, what, fn, timeout=90, interval=0.25):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = fn()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+    def phase(self, name):
+        obj = self.get("improvementcandidates", name)
+        return ((obj or {}).get("status") or {}).get("phase")
+
+    def wait_phase(self, name, *phases, timeout=120):
+        def check():
+            obj = self.get("improvementcandidates", name)
+            st = (obj or {}).get("status") or {}
+            return obj if st.get("phase") in phases else None
+        return self.wait(f"{name} in {phases}", check, timeout)
+
+    def agent_status(self):
+        return (self.get("dgmagents", "toy") or {}).get("status") or {}
+
+    def wait_ready(self, agent="toy", timeout=120):
+        def ready():
+            st = ((self.get("dgmagents", agent) or {}).get("status") or {})
+            return st if any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or []) else None
+        return self.wait(f"agent {agent} Ready", ready, timeout)
+
+    def rollout_done(self, deployment, revision):
+        def done():
+            d = self.get("deployment", deployment)
+            ann = d["spec"]["template"]["metadata"].get("annotations") or {}
+            st = d.get("status") or {}
+            return (ann.get("dgm.io/revision") == str(revision) and st.get("observedGeneration", 0) >= d["metadata"]["generation"]
+                    and st.get("updatedReplicas") == 1 and st.get("availableReplicas") == 1 and st.get("replicas") == 1)
+        return self.wait(f"deployment {deployment} at revision {revision}", done, 120)
+
+
+class Operator:
+    """`dgm run` as a subprocess watching one namespace; kill() is SIGKILL."""
+
+    def __init__(self, cluster, namespace, log_path):
+        self.cluster, self.ns, self.log_path = cluster, namespace, log_path
+        self.proc = None
+
+    def start(self):
+        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", DGM_CANDIDATE_TIMER_SECONDS="3")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", ""],
+                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io")
+
+
+@pytest.fixture
+def env(cluster, namespace, crds):
+    return Env(cluster, namespace)
+
+
+@pytest.fixture
+def operator(cluster, namespace, crds, tmp_path, request):
+    op = Operator(cluster, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print((tmp_path / "operator.log").read_text()[-20000:])
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def jobs_of(env, cand):
+    return [j["metadata"]["name"] for j in env.list("jobs", f"dgm.io/candidate={cand}")]
+
+
+def test_good_candidate_is_applied_and_the_deployment_rolls(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    st = env.wait_ready()
+    assert st["currentRevision"] == 1
+    assert [m["value"] for m in st["baseline"]["metrics"]] == [0.5]
+    env.apply(candidate(env.ns, "better", {"accuracy": 0.9}))
+    obj = env.wait_phase("better", "Applied", "Rejected", "Failed")
+    status = obj["status"]
+    assert status["phase"] == "Applied", status
+    assert status["revision"] == 2
+    assert status["validation"]["improvementScore"] == pytest.approx(0.8)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "SafetyChecked": "True", "Evaluated": "True", "Applied": "True"}
+    live = env.get("configmap", "toy-config")["data"]
+    assert json.loads(live["settings.json"]) == {"accuracy": 0.9}
+    assert live["notes.txt"] == "kept as is\n"
+    snapshot = env.get("configmap", "toy-rev-2")
+    assert snapshot["immutable"] is True and snapshot["data"] == live
+    env.rollout_done("toy", 2)
+    agent = env.agent_status()
+    assert agent["currentRevision"] == 2
+    assert [r["revision"] for r in agent["revisions"]] == [1, 2]
+    assert agent["revisions"][1]["candidate"] == "better"
+    # the sandbox Job really ran with the contract's settings
+    (job_name,) = jobs_of(env, "better")
+    pod = env.get("job", job_name)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert env.get("networkpolicy", "dgm-sandbox-deny-egress")["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    events = env.list("events")
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "better"}
+    assert {"EvaluationStarted", "ImprovementValidated", "Applied"} <= reasons
+
+
+def test_unsafe_candidate_is_rejected_with_findings_and_no_job(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "unsafe", changes={"run.py": "import subprocess\nsubprocess.call(['sh'])\n"}))
+    obj = env.wait_phase("unsafe", "Rejected", "Failed", "Applied")
+    st = obj["status"]
+    assert st["phase"] == "Rejected" and st["reason"] == "UnsafeChange"
+    assert st["safety"]["score"] < 0.8
+    rules = {f["rule"] for f in st["safety"]["findings"]}
+    assert "file_not_allowed" in rules and len(st["safety"]["findings"]) >= 2
+    assert jobs_of(env, "unsafe") == []
+    assert env.get("configmap", "unsafe-workspace") is None
+
+
+def test_failing_evaluation_and_missing_metrics_end_failed(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, timeout=5))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "crashes", {"accuracy": 0.9, "exit": 3}),
+              candidate(env.ns, "silent", {"accuracy": 0.9, "emit": False}),
+              candidate(env.ns, "slow", {"accuracy": 0.9, "sleep": 60}))
+    crashes = env.wait_phase("crashes", "Failed", "Applied", "Rejected")["status"]
+    assert (crashes["phase"], crashes["reason"]) == ("Failed", "EvaluationFailed")
+    assert "exit code 3" in crashes["message"]
+    silent = env.wait_phase("silent", "Failed", "Applied", "Rejected")["status"]
+    assert (silent["phase"], silent["reason"]) == ("Failed", "MetricsUnavailable")
+    slow = env.wait_phase("slow", "Failed", "Applied", "Rejected")["status"]
+    assert (slow["phase"], slow["reason"]) == ("Failed", "DeadlineExceeded")
+    assert env.agent_status()["currentRevision"] == 1
+
+
+def test_insufficient_improvement_is_rejected_but_stays_a_possible_parent(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "same", {"accuracy": 0.5}))
+    st = env.wait_phase("same", "Rejected", "Applied", "Failed")["status"]
+    assert (st["phase"], st["reason"]) == ("Rejected", "InsufficientImprovement")
+    # a child of a rejected (but evaluated) candidate builds on its files
+    env.apply(candidate(env.ns, "child", {"accuracy": 0.7}, parent="same"))
+    st = env.wait_phase("child", "Applied", "Rejected", "Failed")["status"]
+    assert st["phase"] == "Applied"
+    assert env.get("configmap", "child-workspace")["data"]["notes.txt"] == "kept as is\n"
+
+
+def test_manual_approval_gate(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, auto_apply=False))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "gated", {"accuracy": 0.8}))
+    env.wait("AwaitingApproval", lambda: (env.get("improvementcandidates", "gated").get("status") or {}).get("reason") == "AwaitingApproval")
+    time.sleep(3)  # a few reconcile rounds: still nothing applied
+    assert env.phase("gated") == "Validated"
+    assert env.agent_status()["currentRevision"] == 1
+    assert json.loads(env.get("configmap", "toy-config")["data"]["settings.json"]) == {"accuracy": 0.5}
+    env.cluster.kubectl("patch", "improvementcandidates", "gated", "-n", env.ns, "--type=merge", "-p", '{"spec":{"approved":true}}')
+    assert env.wait_phase("gated", "Applied")["status"]["revision"] == 2
+
+
+def test_rollback_to_revision_restores_byte_for_byte(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    env.wait_ready()
+    original = env.get("configmap", "toy-config")["data"]
+    env.apply(candidate(env.ns, "v2", {"accuracy": 0.9}))
+    env.wait_phase("v2", "Applied")
+    assert env.get("configmap", "toy-config")["data"] != original
+    env.cluster.kubectl("patch", "dgmagents", "toy", "-n", env.ns, "--type=merge", "-p", '{"spec":{"rollbackToRevision":1}}')
+    st = env.wait_phase("v2", "RolledBack")["status"]
+    assert st["reason"] == "RollbackRequested"
+    assert env.get("configmap", "toy-config")["data"] == original
+    env.rollout_done("toy", 1)
+    agent = env.wait("baseline re-measured", lambda: (lambda s: s if (s.get("baseline") or {}).get("metrics") else None)(env.agent_status()))
+    assert agent["currentRevision"] == 1
+    assert agent["revisions"][1]["rolledBackAt"]
+
+
+def test_a_revision_whose_pods_fail_is_rolled_back(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "crashy", {"accuracy": 0.9, "crash": True}))
+    st = env.wait_phase("crashy", "RolledBack", timeout=150)["status"]
+    assert st["reason"] == "RolloutFailed"
+    assert json.loads(env.get("configmap", "toy-config")["data"]["settings.json"]) == {"accuracy": 0.5}
+    assert env.agent_status()["currentRevision"] == 1
+
+
+def test_regression_after_apply_is_rolled_back(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, on_regression=True))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "fragile", {"accuracy": 0.9, "post_accuracy": 0.2}),)
+    st = env.wait_phase("fragile", "RolledBack", timeout=150)["status"]
+    assert st["reason"] == "Regression"
+    assert env.agent_status()["currentRevision"] == 1
+
+
+def test_queued_candidates_never_exceed_max_concurrent_jobs(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, max_concurrent=2, auto_apply=False))
+    env.wait_ready()
+    env.apply(*[candidate(env.ns, f"q{i:02d}", {"accuracy": 0.5 + i / 100, "sleep": 0.5}) for i in range(20)])
+    peak = 0
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        jobs = [j for j in env.list("jobs", "dgm.io/candidate") if not any(
+            c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in (j.get("status") or {}).get("conditions") or [])]
+        peak = max(peak, len(jobs))
+        phases = [((c.get("status") or {}).get("phase")) for c in env.list("improvementcandidates")]
+        if all(p in ("Validated", "Rejected", "Failed") for p in phases):
+            break
+        time.sleep(0.2)
+    assert all(p in ("Validated", "Rejected", "Failed") for p in phases), phases
+    assert 1 <= peak <= 2
+    assert len(env.list("jobs", "dgm.io/candidate")) == 20
+
+
+def test_proposal_on_request_creates_an_owned_candidate(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
+    env.wait_ready()
+    env.cluster.kubectl("annotate", "dgmagents", "toy", "-n", env.ns, "dgm.io/propose=1")
+    cand = env.wait("a proposed candidate", lambda: env.get("improvementcandidates", "toy-g1"))
+    assert cand["metadata"]["labels"]["dgm.io/agent"] == "toy"
+    assert cand["metadata"]["ownerReferences"][0]["kind"] == "DGMAgent"
+    assert set(cand["spec"]["changes"]) == {"settings.json"}
+    env.wait_phase("toy-g1", "Applied", "Rejected", "Failed", "Validated")
+    time.sleep(2)
+    assert [c["metadata"]["name"] for c in env.list("improvementcandidates")] == ["toy-g1"]
