@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
+import signal
 import threading
 from collections import defaultdict
 from typing import Any, Callable, Mapping
@@ -35,6 +37,14 @@ def _ts(value: str | None) -> float | None:
     if not value:
         return None
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def failpoint(name: str) -> None:
+    """Crash-safety test hook: with ``DGM_FAILPOINT=name`` the operator SIGKILLs itself here,
+    between two writes, so tests can show a restart neither loses nor duplicates work."""
+    if os.environ.get("DGM_FAILPOINT") == name:
+        log.warning("failpoint %s: killing the operator", name)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def job_state(job: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -145,6 +155,7 @@ class Reconciler:
                 return []
             stage = self._stages(agent)[0]
             job_name = self._start_stage(obj, agent_obj, agent, files, stage, create_workspace=True)
+            failpoint("job-created")
             started = now()
             conditions = set_condition(conditions, "Evaluated", "Unknown", "EvaluationRunning",
                                        f"stage {stage['name']}: Job {job_name}", generation=generation, now=started)
@@ -198,6 +209,7 @@ class Reconciler:
         if create_workspace:
             self.kube.create(builders.files_configmap(workspace, namespace, files or {}, owner=owner,
                                                       labels={**labels, names.LABEL_ROLE: "workspace"}))
+            failpoint("workspace-created")
         self.kube.create(builders.sandbox_network_policy(namespace))
         ev = agent.spec.evaluation
         job_name = (names.evaluation_job(owner_name, stage["name"]) if is_candidate
@@ -366,6 +378,7 @@ class Reconciler:
                     snapshot, namespace, files, owner=builders.owner_reference(agent_obj),
                     labels={names.LABEL_AGENT: agent_name, names.LABEL_REVISION: str(number),
                             names.LABEL_CANDIDATE: cand_name, names.LABEL_ROLE: "revision"}))
+                failpoint("snapshot-created")
                 self._roll_to(agent, files, number, image)
                 validation = (obj.get("status") or {}).get("validation") or {}
                 done = {"revision": number, "candidate": cand_name, "snapshot": snapshot, "image": image,
@@ -376,6 +389,7 @@ class Reconciler:
                                  "score": 0.0, "jobName": validation.get("jobName"), "measuredAt": now()},
                 })
                 self.kube.event(agent_obj, "RevisionApplied", f"revision {number} from candidate {cand_name}")
+                failpoint("agent-status-written")
             self._finish(obj, agent_obj, Phase.APPLIED.value, "Applied",
                          f"applied as revision {done['revision']}", extra={"revision": done["revision"]},
                          cond=("Applied", True))
@@ -383,6 +397,7 @@ class Reconciler:
     def _roll_to(self, agent: api.DGMAgent, files: Mapping[str, str], revision: int, image: str | None) -> None:
         ns, target = agent.metadata["namespace"], agent.spec.target
         self.kube.apply(builders.live_configmap_apply(target.config_map, ns, files))
+        failpoint("live-configmap-applied")
         deployment = self.kube.get_deployment(ns, target.deployment)
         if deployment is None:
             raise RuntimeError(f"Deployment {target.deployment} not found")

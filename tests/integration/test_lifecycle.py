@@ -149,9 +149,10 @@ class Operator:
     def __init__(self, cluster, namespace, log_path):
         self.cluster, self.ns, self.log_path = cluster, namespace, log_path
         self.proc = None
+        self.start_env: dict[str, str] = {}
 
     def start(self):
-        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", DGM_CANDIDATE_TIMER_SECONDS="3")
+        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", DGM_CANDIDATE_TIMER_SECONDS="3", **self.start_env)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", ""],
                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -357,3 +358,74 @@ def test_proposal_on_request_creates_an_owned_candidate(env, operator):
     env.wait_phase("toy-g1", "Applied", "Rejected", "Failed", "Validated")
     time.sleep(2)
     assert [c["metadata"]["name"] for c in env.list("improvementcandidates")] == ["toy-g1"]
+
+
+FAILPOINTS = ["workspace-created", "job-created", "snapshot-created", "live-configmap-applied", "agent-status-written"]
+
+
+def test_operator_killed_between_writes_loses_and_duplicates_nothing(env, cluster, tmp_path):
+    """SIGKILL the operator at each failpoint (between two writes of one step), restart it,
+    and check the end state: no duplicate Job, no lost candidate, no double apply."""
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.1}))
+    op = Operator(cluster, env.ns, tmp_path / "operator.log").start()
+    env.wait_ready()
+    op.stop()
+    for i, point in enumerate(FAILPOINTS, start=1):
+        op = Operator(cluster, env.ns, tmp_path / "operator.log")
+        op.start_env = {"DGM_FAILPOINT": point}
+        op.start()
+        env.apply(candidate(env.ns, f"k{i}", {"accuracy": 0.1 + 0.15 * i}))
+        env.wait(f"operator killed at {point}", lambda: op.proc.poll() is not None, timeout=60)
+        assert op.proc.returncode == -signal.SIGKILL, f"failpoint {point} not reached"
+        op = Operator(cluster, env.ns, tmp_path / "operator.log").start()
+        st = env.wait_phase(f"k{i}", "Applied", "Rejected", "Failed")["status"]
+        assert (st["phase"], st["revision"]) == ("Applied", i + 1), (point, st)
+        op.stop()
+    agent = env.agent_status()
+    revisions = agent["revisions"]
+    assert [r["revision"] for r in revisions] == list(range(1, len(FAILPOINTS) + 2))
+    assert [r.get("candidate") for r in revisions[1:]] == [f"k{i}" for i in range(1, len(FAILPOINTS) + 1)]
+    assert agent["currentRevision"] == len(FAILPOINTS) + 1
+    snapshots = env.list("configmaps", "dgm.io/role=revision")
+    assert sorted(int(c["metadata"]["labels"]["dgm.io/revision"]) for c in snapshots) == [r["revision"] for r in revisions]
+    for i in range(1, len(FAILPOINTS) + 1):
+        assert jobs_of(env, f"k{i}") == [f"k{i}-eval-full"]
+    assert sorted(c["metadata"]["name"] for c in env.list("improvementcandidates")) == [f"k{i}" for i in range(1, 6)]
+    live = env.get("configmap", "toy-config")["data"]
+    assert live == env.get("configmap", f"toy-rev-{len(FAILPOINTS) + 1}")["data"]
+
+
+def quickstart_objects(namespace: str) -> dict[str, list[dict]]:
+    """The quickstart's YAML, moved into the test's namespace."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted((REPO / "examples" / "quickstart").glob("*.yaml")):
+        if path.name in ("namespace.yaml", "kustomization.yaml"):
+            continue
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for d in docs:
+            d["metadata"]["namespace"] = namespace
+        out[path.stem] = docs
+    return out
+
+
+def test_quickstart_sample_agent_improves_and_the_unsafe_candidate_is_rejected(env, operator):
+    objs = quickstart_objects(env.ns)
+    env.apply(*objs["configmap"], *objs["deployment"], *objs["dgmagent"])
+    st = env.wait_ready(agent="sample-agent")
+    baseline = {m["name"]: m["value"] for m in st["baseline"]["metrics"]}
+    assert set(baseline) == {"accuracy", "response_time", "error_rate", "memory_usage"}
+    env.apply(*objs["candidate-good"], *objs["candidate-unsafe"])
+    good_name = objs["candidate-good"][0]["metadata"]["name"]
+    unsafe_name = objs["candidate-unsafe"][0]["metadata"]["name"]
+    unsafe = env.wait_phase(unsafe_name, "Rejected", "Failed", "Applied")["status"]
+    assert unsafe["reason"] == "UnsafeChange" and unsafe["safety"]["findings"]
+    good = env.wait_phase(good_name, "Applied", "Rejected", "Failed")["status"]
+    assert good["phase"] == "Applied", good
+    assert good["validation"]["stagesPassed"] == ["quick", "full"]
+    after = {m["name"]: m["value"] for m in good["validation"]["metricsAfter"]}
+    assert after["accuracy"] > baseline["accuracy"]
+    live = env.get("configmap", "sample-agent-config")["data"]
+    assert live["config.yaml"] == objs["candidate-good"][0]["spec"]["changes"]["config.yaml"]
+    env.rollout_done("sample-agent", good["revision"])
+    out = env.cluster.kubectl("get", "candidates", "-n", env.ns).stdout
+    assert good_name in out and "Applied" in out and "Rejected" in out
