@@ -10,10 +10,19 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "dev-cluster": ("dgm_operator.devcluster.cli", "main", "start, stop or inspect the local dev cluster"),
     "crds": ("dgm_operator.api.crdgen", "main", "write crds/*.yaml from the pydantic models"),
-    "bench": ("dgm_operator.engine.bench", "main", "benchmarks of the engine (search)"),
+    "bench": ("dgm_operator.cli", "bench", "benchmarks: search (engine), lifecycle (operator latency)"),
     "evaluate": ("dgm_operator.evaluate", "main", "run a benchmark command and write the termination log"),
     "run": ("dgm_operator.run", "main", "run the operator"),
 }
+
+
+def bench(argv: list[str]) -> int:
+    """`dgm bench search ...` (the engine) or `dgm bench lifecycle ...` (the operator)."""
+    if argv[:1] == ["lifecycle"]:
+        from .bench_lifecycle import main as lifecycle_main
+        return lifecycle_main(argv[1:])
+    from .engine.bench import main as search_main
+    return search_main(argv)
 
 
 def usage() -> str:

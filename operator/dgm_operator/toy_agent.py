@@ -1,0 +1,69 @@
+"""A toy agent for lifecycle tests and the lifecycle benchmark.
+
+Its evaluation reads the metrics it reports (and an exit code, a delay, whether to print
+metrics at all) from ``settings.json`` in the candidate's workspace, so every branch of the
+lifecycle can be reached on purpose and in well under a second. The sample agent of the
+quickstart is the realistic one; this one exists to exercise the operator.
+"""
+
+from __future__ import annotations
+
+import json
+
+TOY_BENCH = r"""
+import json, os, sys, time
+s = json.load(open(os.path.join(os.environ["DGM_WORKSPACE"], "settings.json")))
+if os.environ.get("DGM_STAGE") == "postapply" and "post_accuracy" in s:
+    s["accuracy"] = s["post_accuracy"]
+time.sleep(s.get("sleep", 0))
+if s.get("exit"):
+    sys.exit(s["exit"])
+if s.get("emit", True):
+    print(json.dumps({"metrics": {"accuracy": s["accuracy"]}, "tests": {"passed": 1}}))
+"""
+
+TOY_SERVE = r"""
+import json, os, sys, time
+s = json.load(open(os.path.join(os.environ["CONFIG_DIR"], "settings.json")))
+if s.get("crash"):
+    sys.exit(1)
+while True:
+    time.sleep(1)
+"""
+
+
+def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurrent=2, on_regression=False,
+                timeout=60, stages=None) -> list[dict]:
+    agent_spec = {
+        "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
+        "evaluation": {
+            "image": "example.invalid/toy:1",
+            "command": ["dgm", "evaluate", "--", "python", "-c", TOY_BENCH],
+            "metrics": [{"name": "accuracy", "goal": "maximize", "weight": 1.0}],
+            "timeoutSeconds": timeout,
+        },
+        "proposer": {"type": "parameters", "seed": 7, "searchSpace": [
+            {"file": "settings.json", "key": "accuracy", "type": "float", "min": 0.0, "max": 1.0}]},
+        "policy": {"autoApply": auto_apply, "minImprovement": 0.01, "maxConcurrentCandidates": max_concurrent,
+                   "improvementIntervalMinutes": 600, "allowedFiles": ["settings.json"],
+                   "rollback": {"onRolloutFailure": True, "onRegression": on_regression}},
+    }
+    if stages:
+        agent_spec["evaluation"]["stages"] = stages
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "toy-config", "namespace": namespace},
+         "data": {"settings.json": json.dumps(settings), "notes.txt": "kept as is\n"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "toy", "namespace": namespace},
+         "spec": {"replicas": 1, "progressDeadlineSeconds": 6, "selector": {"matchLabels": {"app": "toy"}},
+                  "template": {"metadata": {"labels": {"app": "toy"}}, "spec": {
+                      "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "agent", "image": "example.invalid/toy:1",
+                                      "command": ["python", "-c", TOY_SERVE],
+                                      "env": [{"name": "CONFIG_DIR", "value": "/config"}],
+                                      "volumeMounts": [{"name": "config", "mountPath": "/config"}]}],
+                      "volumes": [{"name": "config", "configMap": {"name": "toy-config"}}]}}}},
+        {"apiVersion": "dgm.io/v1alpha1", "kind": "DGMAgent", "metadata": {"name": "toy", "namespace": namespace},
+         "spec": agent_spec},
+    ]
+
+

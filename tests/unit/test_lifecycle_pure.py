@@ -1,0 +1,60 @@
+"""Pure helpers of the reconcilers: Job and rollout states, revisions, result parsing."""
+
+import json
+
+from dgm_operator import mapping
+from dgm_operator.lifecycle import job_state, previous_revision, rollout_state
+
+
+def test_job_state():
+    assert job_state(None) == ("missing", "")
+    assert job_state({"status": {}}) == ("running", "")
+    assert job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == ("succeeded", "")
+    assert job_state({"status": {"conditions": [
+        {"type": "FailureTarget", "status": "True"},
+        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}) == ("failed", "DeadlineExceeded")
+
+
+def test_previous_revision_skips_rolled_back_ones():
+    status = {"revisions": [{"revision": 1}, {"revision": 2, "rolledBackAt": "t"}, {"revision": 3}]}
+    assert previous_revision(status, 3) == 1
+    assert previous_revision(status, 1) is None
+
+
+def deployment(revision, *, generation=2, observed=2, updated=1, available=1, replicas=1, conditions=()):
+    return {"metadata": {"generation": generation},
+            "spec": {"replicas": 1, "template": {"metadata": {"annotations": {"dgm.io/revision": str(revision)}}}},
+            "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available,
+                       "replicas": replicas, "conditions": list(conditions)}}
+
+
+def test_rollout_state():
+    assert rollout_state(deployment(2), 2) == "complete"
+    assert rollout_state(deployment(1), 2) == "pending"
+    assert rollout_state(deployment(2, observed=1), 2) == "pending"
+    assert rollout_state(deployment(2, available=0, replicas=2), 2) == "pending"
+    failed = deployment(2, available=0, conditions=[{"type": "Progressing", "status": "False",
+                                                     "reason": "ProgressDeadlineExceeded"}])
+    assert rollout_state(failed, 2) == "failed"
+
+
+def test_parse_result():
+    metrics, samples, tests, error = mapping.parse_result(json.dumps(
+        {"metrics": {"accuracy": 0.8, "flag": True, "name": "x"}, "samples": {"accuracy": [0.7, 0.9]}, "tests": {"n": 1}}))
+    assert metrics == {"accuracy": 0.8} and samples == {"accuracy": [0.7, 0.9]} and tests == {"n": 1} and error is None
+    assert mapping.parse_result(None)[0] is None
+    assert mapping.parse_result("Traceback ...")[3].startswith("the termination message is not JSON")
+    assert mapping.parse_result(json.dumps({"metrics": {}}))[0] is None
+
+
+def test_metric_lists_round_trip():
+    items = mapping.metrics_to_list({"b": 2.0, "a": 1.0}, units={"a": "s"}, when="t", samples={"a": [0.5, 1.5]})
+    assert items == [{"name": "a", "value": 1.0, "timestamp": "t", "unit": "s", "context": {"samples": [0.5, 1.5]}},
+                     {"name": "b", "value": 2.0, "timestamp": "t"}]
+    assert mapping.metrics_from_list(items) == ({"a": 1.0, "b": 2.0}, {"a": [0.5, 1.5]})
+
+
+def test_configmap_key_findings():
+    findings = mapping.configmap_key_findings({"ok.yaml": "", "dir/x.py": "", "bad key": ""})
+    assert sorted(f.file for f in findings) == ["bad key", "dir/x.py"]
+    assert all(f.severity.value == "critical" for f in findings)
