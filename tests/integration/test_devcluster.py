@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from dgm_operator.devcluster import BinaryError, DevCluster, DevClusterError
 from dgm_operator.devcluster.procs import is_alive, pids_mentioning
@@ -19,15 +19,6 @@ from dgm_operator.devcluster.procs import is_alive, pids_mentioning
 pytestmark = pytest.mark.integration
 
 
-def wait_for(what, fn, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 def get_json(cluster, *args):

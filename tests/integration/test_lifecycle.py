@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from dgm_operator.toy_agent import toy_objects
+from polling import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +50,7 @@ class Env:
         return json.loads(self.cluster.kubectl(*args).stdout)["items"]
 
     def wait(self, what, fn, timeout=90, interval=0.25):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        return wait_for(what, fn, timeout, interval)
 
     def phase(self, name):
         obj = self.get("improvementcandidates", name)

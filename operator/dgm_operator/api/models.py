@@ -53,49 +53,15 @@ MAX_PATH = 253
 # enumerations (identical strings everywhere, see docs/CONTRACTS.md)
 
 
-class ImprovementType(str, Enum):
-    """Kind of change a candidate makes (the seed's ImprovementType, CamelCase on the wire)."""
-
-    PARAMETER_TUNING = "ParameterTuning"
-    ALGORITHM_MODIFICATION = "AlgorithmModification"
-    ARCHITECTURE_CHANGE = "ArchitectureChange"
-    CONFIGURATION_UPDATE = "ConfigurationUpdate"
-
-
-class CandidatePhase(str, Enum):
-    """Lifecycle phase of a candidate (the seed's ImprovementStatus plus RolledBack)."""
-
-    PROPOSED = "Proposed"
-    TESTING = "Testing"
-    VALIDATED = "Validated"
-    APPLIED = "Applied"
-    REJECTED = "Rejected"
-    FAILED = "Failed"
-    ROLLED_BACK = "RolledBack"
-
-
-class MetricGoal(str, Enum):
-    MAXIMIZE = "maximize"
-    MINIMIZE = "minimize"
-
-
-class ParentSelection(str, Enum):
-    DGM = "dgm"
-    GREEDY = "greedy"
-    RANDOM = "random"
-
-
-class ProposerType(str, Enum):
-    HEURISTIC = "heuristic"
-    PARAMETERS = "parameters"
-    WEBHOOK = "webhook"
-
-
-class ParameterType(str, Enum):
-    INT = "int"
-    FLOAT = "float"
-    CHOICE = "choice"
-    BOOL = "bool"
+# The enumerations shared with the engine are defined once, in the (pure) engine, and
+# re-exported here under their API names.
+from ..engine.types import Bottleneck  # noqa: E402,F401  (re-exported)
+from ..engine.types import Goal as MetricGoal  # noqa: E402
+from ..engine.types import ImprovementType  # noqa: E402
+from ..engine.types import ParamType as ParameterType  # noqa: E402
+from ..engine.types import Phase as CandidatePhase  # noqa: E402
+from ..engine.types import ProposerType  # noqa: E402
+from ..engine.types import SelectionMethod as ParentSelection  # noqa: E402
 
 
 class HintDirection(str, Enum):
@@ -107,15 +73,6 @@ class ConditionStatus(str, Enum):
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
-
-
-class Bottleneck(str, Enum):
-    """Bottlenecks of the seed's rules; keys of a search parameter's ``hints``."""
-
-    SLOW_RESPONSE = "slow_response"
-    HIGH_MEMORY = "high_memory"
-    HIGH_ERRORS = "high_errors"
-    LOW_ACCURACY = "low_accuracy"
 
 
 # Condition types used by the operator (free strings on the wire).
