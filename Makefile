@@ -4,12 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane crds test test-unit test-integration e2e-kind bench clean
+.PHONY: help venv controlplane helm crds manifests test test-unit test-integration e2e-kind bench clean
 
 help:
 	@echo "make test          unit + integration tests (builds or reuses the control plane)"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules"
-	@echo "make crds          regenerate crds/*.yaml from the pydantic models"
+	@echo "make crds          regenerate crds/*.yaml from the pydantic models (and their copies in the chart)"
+	@echo "make manifests     render manifests/ from charts/dgm-operator (builds helm from Go modules)"
 	@echo "make e2e-kind      end-to-end tests on kind (hosts with Docker only)"
 
 $(PY):
@@ -22,8 +23,16 @@ venv: $(PY)
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
+helm:
+	@bash hack/build-helm.sh >/dev/null
+
 crds: $(PY)
 	$(VENV)/bin/dgm crds
+	bash hack/sync-chart-crds.sh
+
+# regenerate manifests/ from the chart (also refreshes the CRD copies)
+manifests: $(PY)
+	PYTHON=$(PY) bash hack/render-manifests.sh
 
 test-unit: $(PY)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,296 @@
+"""The Helm chart and the kustomize manifests against helm itself and a real API server.
+
+helm is built from its Go module by hack/build-helm.sh (cached outside the repo). The
+cluster-wide install is applied to the dev cluster and its service account's permissions
+are checked with `kubectl auth can-i`: it can do what the operator does and nothing more.
+The operator Deployment runs 0 replicas here (no image is pulled on the dev node)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "dgm-operator"
+MANIFESTS = ROOT / "manifests"
+HELM_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    proc = subprocess.run(["bash", str(ROOT / "hack" / "build-helm.sh")], capture_output=True, text=True,
+                          timeout=3600)
+    assert proc.returncode == 0, f"hack/build-helm.sh failed:\n{proc.stderr[-4000:]}"
+    path = proc.stdout.strip().splitlines()[-1]
+    assert os.access(path, os.X_OK), path
+    return path
+
+
+def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    # A private HOME-like config so no user repositories or plugins leak in.
+    env = dict(os.environ, HELM_CACHE_HOME="/tmp/dgm-helm/cache", HELM_CONFIG_HOME="/tmp/dgm-helm/config",
+               HELM_DATA_HOME="/tmp/dgm-helm/data")
+    proc = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=120)
+    if check:
+        assert proc.returncode == 0, f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def render(helm: str, *args: str, release: str = "dgm-operator", namespace: str = "dgm-system") -> list[dict]:
+    out = run_helm(helm, "template", release, str(CHART), "--namespace", namespace, *args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_helm_version_is_the_pin(helm):
+    pin = next(line.split()[2] for line in (ROOT / "controlplane" / "helm" / "go.mod").read_text().splitlines()
+               if line.startswith("require helm.sh/helm/v3 "))
+    assert run_helm(helm, "version", "--short").stdout.startswith(pin)
+
+
+@pytest.mark.parametrize("values", [
+    [],
+    ["--set", "watchNamespaces={team-a,team-b}"],
+    ["--set", "serviceMonitor.enabled=true"],
+    ["--set", "rbac.aggregatedRoles=false", "--set", "serviceAccount.name=custom"],
+])
+def test_helm_lint_strict(helm, values):
+    proc = run_helm(helm, "lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("value, message", [
+    ("replicaCount=2", "replicaCount"),
+    ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
+    ("metrics.port=0", "port"),
+    ("nosuchvalue=1", "nosuchvalue"),
+])
+def test_schema_rejects_bad_values(helm, value, message):
+    proc = run_helm(helm, "template", "x", str(CHART), "--set", value, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_cluster_wide_render(helm):
+    docs = render(helm)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "ClusterRole",
+                            "Deployment", "Service"])
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    (dep,) = by_kind(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["dgm"]
+    assert c["args"] == ["run", "-A", "--liveness", "http://0.0.0.0:8080/healthz", "--metrics-port", "9090"]
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert not by_kind(docs, "ServiceMonitor")
+    # CRDs come from crds/ (installed by helm install, shown with --include-crds)
+    crds = by_kind(render(helm, "--include-crds"), "CustomResourceDefinition")
+    assert sorted(d["metadata"]["name"] for d in crds) == ["dgmagents.dgm.io", "improvementcandidates.dgm.io"]
+
+
+def test_namespaced_render_uses_roles(helm):
+    docs = render(helm, "--set", "watchNamespaces={team-a,team-b}")
+    roles, bindings = by_kind(docs, "Role"), by_kind(docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for b in bindings:
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "dgm-operator", "namespace": "dgm-system"}]
+    operator_roles = [r for r in by_kind(docs, "ClusterRole") if not r["metadata"]["name"].startswith("dgm-operator-")]
+    assert operator_roles == [], "namespaced mode: no ClusterRole besides discovery and aggregated ones"
+    (disc,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "dgm-operator-discovery"]
+    groups = {g for rule in disc["rules"] for g in rule["apiGroups"]}
+    assert groups == {"apiextensions.k8s.io", ""}
+    assert {r for rule in disc["rules"] for r in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
+    for rule in disc["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    (dep,) = by_kind(docs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:5] == ["run", "-n", "team-a", "-n", "team-b"] and "-A" not in args
+
+
+def test_service_monitor(helm):
+    docs = render(helm, "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.labels.release=prom")
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    (svc,) = by_kind(docs, "Service")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["dgm-system"]}
+    for k, v in sm["spec"]["selector"]["matchLabels"].items():
+        assert svc["metadata"]["labels"][k] == v
+
+
+def _strip_helm_labels(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_helm_labels(v) for k, v in obj.items() if k not in HELM_LABELS}
+    if isinstance(obj, list):
+        return [_strip_helm_labels(v) for v in obj]
+    return obj
+
+
+def test_manifests_equal_the_cluster_wide_chart_render(helm, cluster):
+    """manifests/*.yaml is the chart's default render (without Helm's own labels)."""
+    rendered = sorted((_strip_helm_labels(d) for d in render(helm)), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    ours = [d for p in sorted(MANIFESTS.glob("*.yaml")) if p.name not in ("kustomization.yaml", "namespace.yaml")
+            for d in yaml.safe_load_all(p.read_text()) if d]
+    ours.sort(key=lambda d: (d["kind"], d["metadata"]["name"]))
+    assert ours == rendered
+    built = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(MANIFESTS)).stdout) if d]
+    kinds = sorted(d["kind"] for d in built)
+    assert kinds.count("CustomResourceDefinition") == 2 and "Namespace" in kinds
+    assert len(built) == len(ours) + 3
+    for d in built:
+        if d["kind"] in ("Deployment", "Service", "ServiceAccount"):
+            assert d["metadata"]["namespace"] == "dgm-system"
+
+
+# -- the install on a real API server ------------------------------------------------------
+def _apply_render(cluster, docs):
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    input=yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def _delete_cluster_scoped(cluster, docs):
+    for d in docs:
+        if d["kind"] in ("ClusterRole", "ClusterRoleBinding") and not d["metadata"]["name"].startswith("dgm-operator-"):
+            cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
+
+
+def can_i(cluster, who: str, verb: str, resource: str, namespace: str | None, *extra: str) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={who}", *extra]
+    args += ["-n", namespace] if namespace else []
+    proc = cluster.kubectl(*args, check=False)
+    answer = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
+    return answer == "yes"
+
+
+OPERATOR_CAN = [
+    ("list", "dgmagents.dgm.io"),
+    ("watch", "dgmagents.dgm.io"),
+    ("patch", "dgmagents.dgm.io"),
+    ("get", "improvementcandidates.dgm.io"),
+    ("create", "improvementcandidates.dgm.io"),
+    ("delete", "improvementcandidates.dgm.io"),
+    ("patch", "improvementcandidates.dgm.io", "--subresource=status"),
+    ("patch", "dgmagents.dgm.io", "--subresource=status"),
+    ("create", "configmaps"),
+    ("patch", "configmaps"),
+    ("watch", "configmaps"),
+    ("create", "jobs.batch"),
+    ("watch", "jobs.batch"),
+    ("create", "networkpolicies.networking.k8s.io"),
+    ("get", "deployments.apps"),
+    ("patch", "deployments.apps"),
+    ("list", "pods"),
+    ("create", "events"),
+    ("create", "events.events.k8s.io"),
+]
+OPERATOR_CANNOT = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("delete", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("create", "deployments.apps"),
+    ("delete", "jobs.batch"),
+    ("delete", "configmaps"),
+    ("create", "pods"),
+    ("create", "pods", "--subresource=exec"),
+    ("delete", "networkpolicies.networking.k8s.io"),
+    ("create", "serviceaccounts", "--subresource=token"),
+    ("*", "*"),
+]
+OPERATOR_CANNOT_CLUSTER = [
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "namespaces"),
+    ("list", "nodes"),
+    ("*", "*"),
+]
+
+
+def test_cluster_wide_install_grants_exactly_what_the_operator_needs(helm, cluster, namespace):
+    release = f"r{namespace[2:]}"
+    docs = render(helm, "--include-crds", "--set", "replicaCount=0", release=release, namespace=namespace)
+    _apply_render(cluster, docs)
+    try:
+        sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+        who = f"system:serviceaccount:{namespace}:{sa}"
+        table = []
+        for ns in (namespace, "default"):  # cluster-wide: any namespace
+            for verb, res, *extra in OPERATOR_CAN:
+                table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), True))
+            for verb, res, *extra in OPERATOR_CANNOT:
+                table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), False))
+        for verb, res in [("list", "customresourcedefinitions.apiextensions.k8s.io"),
+                          ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+                          ("list", "dgmagents.dgm.io")]:
+            table.append((verb, res, "<cluster>", can_i(cluster, who, verb, res, None, "--all-namespaces"), True))
+        for verb, res in OPERATOR_CANNOT_CLUSTER:
+            table.append((verb, res, "<cluster>", can_i(cluster, who, verb, res, None), False))
+        print("\ncan-i table for", who)
+        for *what, got, want in table:
+            print(f"  {'yes' if got else 'no ':3}  (want {'yes' if want else 'no'})  {' '.join(what)}")
+        wrong = [row for row in table if row[-2] != row[-1]]
+        assert wrong == []
+        (dep,) = by_kind(docs, "Deployment")
+        got = cluster.kubectl("get", "deployment", dep["metadata"]["name"], "-n", namespace, "-o", "yaml").stdout
+        assert yaml.safe_load(got)["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    finally:
+        _delete_cluster_scoped(cluster, docs)
+
+
+def test_aggregated_roles_for_people(helm, cluster, namespace):
+    docs = [d for d in render(helm, "--set", "replicaCount=0", release="agg", namespace=namespace)
+            if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith("dgm-operator-")]
+    assert sorted(d["metadata"]["name"] for d in docs) == ["dgm-operator-edit", "dgm-operator-view"]
+    _apply_render(cluster, docs)
+    cluster.kubectl("create", "rolebinding", "alice-view", "--clusterrole=view", "--user=alice", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "bob-edit", "--clusterrole=edit", "--user=bob", "-n", namespace)
+    # the aggregation controller (kube-controller-manager) folds the rules into view/edit
+    wait_for("view to aggregate dgm.io", lambda: can_i(cluster, "alice", "get", "improvementcandidates.dgm.io",
+                                                       namespace), timeout=60)
+    wait_for("edit to aggregate dgm.io", lambda: can_i(cluster, "bob", "delete", "improvementcandidates.dgm.io",
+                                                       namespace), timeout=60)
+    assert can_i(cluster, "alice", "list", "dgmagents.dgm.io", namespace)
+    assert can_i(cluster, "alice", "watch", "improvementcandidates.dgm.io", namespace)
+    assert not can_i(cluster, "alice", "delete", "improvementcandidates.dgm.io", namespace)
+    assert not can_i(cluster, "alice", "create", "dgmagents.dgm.io", namespace)
+    assert not can_i(cluster, "alice", "get", "improvementcandidates.dgm.io", "default")
+    assert can_i(cluster, "bob", "create", "dgmagents.dgm.io", namespace)
+    assert can_i(cluster, "bob", "patch", "improvementcandidates.dgm.io", namespace)
+
+
+def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, namespace):
+    release = f"n{namespace[2:]}"
+    docs = render(helm, "--set", "replicaCount=0", "--set", f"watchNamespaces={{{namespace}}}",
+                  release=release, namespace=namespace)
+    _apply_render(cluster, docs)
+    try:
+        sa = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+        who = f"system:serviceaccount:{namespace}:{sa}"
+        assert can_i(cluster, who, "list", "dgmagents.dgm.io", namespace)
+        assert can_i(cluster, who, "create", "jobs.batch", namespace)
+        assert can_i(cluster, who, "patch", "improvementcandidates.dgm.io", namespace, "--subresource=status")
+        assert not can_i(cluster, who, "list", "dgmagents.dgm.io", "default")
+        assert not can_i(cluster, who, "create", "jobs.batch", "default")
+        assert not can_i(cluster, who, "get", "secrets", namespace)
+        assert can_i(cluster, who, "list", "namespaces", None)
+        assert can_i(cluster, who, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
+        assert not can_i(cluster, who, "list", "dgmagents.dgm.io", None, "--all-namespaces")
+    finally:
+        _delete_cluster_scoped(cluster, docs)
