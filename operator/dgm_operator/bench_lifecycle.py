@@ -76,7 +76,7 @@ def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
     subprocess.run(kubectl + ["apply", "-f", "-"], env=env, check=True, capture_output=True,
                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}).encode())
     log = open(Path(tempfile.gettempdir()) / f"{ns}-operator.log", "w")
-    op = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", ns, "--liveness", ""],
+    op = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", ns, "--liveness", "", "--metrics-port", "0"],
                           env=env, stdout=log, stderr=subprocess.STDOUT)
     api = config.new_client_from_config(config_file=kubeconfig)
     custom = client.CustomObjectsApi(api)

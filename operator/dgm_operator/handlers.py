@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from . import names
+from . import metrics, names
 from .kube import AGENTS, CANDIDATES, GROUP, VERSION, Kube
 from .lifecycle import TERMINAL, Reconciler
 
@@ -57,11 +57,26 @@ def _candidates(namespace: str, names_: list[str]) -> None:
         try:
             reconciler().reconcile_candidate(namespace, other)
         except Exception:  # one sibling's trouble must not stop the others
+            metrics.ERRORS.labels("candidate").inc()
             log.exception("reconciling candidate %s/%s", namespace, other)
 
 
 def _candidate(namespace: str, name: str) -> None:
-    _candidates(namespace, reconciler().reconcile_candidate(namespace, name))
+    try:
+        siblings = reconciler().reconcile_candidate(namespace, name)
+    except Exception:
+        metrics.ERRORS.labels("candidate").inc()
+        raise
+    _candidates(namespace, siblings)
+
+
+def _agent(namespace: str, name: str) -> None:
+    try:
+        waiting = reconciler().reconcile_agent(namespace, name)
+    except Exception:
+        metrics.ERRORS.labels("agent").inc()
+        raise
+    _candidates(namespace, waiting)
 
 
 @kopf.on.event(GROUP, VERSION, CANDIDATES)
@@ -90,16 +105,16 @@ def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
     if labels.get(names.LABEL_CANDIDATE):
         _candidate(namespace, labels[names.LABEL_CANDIDATE])
     elif labels.get(names.LABEL_AGENT):
-        _candidates(namespace, reconciler().reconcile_agent(namespace, labels[names.LABEL_AGENT]))
+        _agent(namespace, labels[names.LABEL_AGENT])
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)
 def agent_event(event: dict, namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return
-    _candidates(namespace, reconciler().reconcile_agent(namespace, name))
+    _agent(namespace, name)
 
 
 @kopf.timer(GROUP, VERSION, AGENTS, interval=AGENT_TIMER_SECONDS)
 def agent_timer(namespace: str, name: str, **_: Any) -> None:
-    _candidates(namespace, reconciler().reconcile_agent(namespace, name))
+    _agent(namespace, name)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any, Callable, Mapping
 
 from . import builders, mapping, names
+from . import metrics as telemetry
 from .api import models as api
 from .conditions import get_condition, set_condition
 from .engine import policies, proposers, safety as engine_safety, scoring, selection
@@ -270,6 +271,8 @@ class Reconciler:
         started = _ts(validation.get("startedAt"))
         if started is not None:
             validation["durationSeconds"] = round(self.clock() - started, 3)
+            telemetry.EVALUATION_SECONDS.labels(namespace, agent_obj["metadata"]["name"], stage["name"]).observe(
+                validation["durationSeconds"])
         if state == "failed" and job_reason == "DeadlineExceeded":
             decision = policies.Decision("DeadlineExceeded", f"evaluation Job {job_name} exceeded "
                                          f"activeDeadlineSeconds {agent.spec.evaluation.timeout_seconds}")
@@ -309,6 +312,7 @@ class Reconciler:
                         event=("StagePassed", f"stage {stage['name']} scored {gain:.4f}", False))
             return []
         validation["stagesPassed"] = [s["name"] for s in stages]
+        telemetry.IMPROVEMENT_SCORE.labels(namespace, agent_obj["metadata"]["name"]).observe(gain)
         facts.improvement, facts.noise_bound = gain, noise
         decision = policies.evaluate_chain((policies.insufficient_improvement, policies.validated), facts)
         assert decision is not None  # `validated` always answers when improvement is set
@@ -389,6 +393,7 @@ class Reconciler:
                                  "score": 0.0, "jobName": validation.get("jobName"), "measuredAt": now()},
                 })
                 self.kube.event(agent_obj, "RevisionApplied", f"revision {number} from candidate {cand_name}")
+                telemetry.APPLIES.labels(namespace, agent_name).inc()
                 failpoint("agent-status-written")
             self._finish(obj, agent_obj, Phase.APPLIED.value, "Applied",
                          f"applied as revision {done['revision']}", extra={"revision": done["revision"]},
@@ -495,6 +500,7 @@ class Reconciler:
                                                "baseline": {"revision": target, "metrics": None, "score": None,
                                                             "jobName": None, "measuredAt": None}})
             self.kube.event(agent_obj, "RolledBack", f"revision {target} restored: {message}", warning=True)
+            telemetry.ROLLBACKS.labels(namespace, agent_name, reason).inc()
         for cand_name in rolled:
             cobj = self.kube.get_candidate(namespace, cand_name)
             if cobj is not None and (cobj.get("status") or {}).get("phase") == Phase.APPLIED.value:
@@ -525,6 +531,7 @@ class Reconciler:
                                                 generation=obj["metadata"].get("generation"), now=now())
         warning = phase in (Phase.FAILED.value, Phase.ROLLED_BACK.value) or reason == "UnsafeChange"
         self._write(obj, patch, event=(reason, message, warning))
+        telemetry.DECISIONS.labels(obj["metadata"]["namespace"], agent_obj["metadata"]["name"], phase, reason).inc()
 
     def _siblings(self, namespace: str, agent_obj) -> list[str]:
         return [c["metadata"]["name"] for c in self.kube.list_candidates(namespace, agent_obj["metadata"]["name"])
@@ -624,6 +631,8 @@ class Reconciler:
             keep = {r.get("candidate") for r in status.get("revisions") or [] if r.get("candidate") and not r.get("rolledBackAt")}
             for victim in archive.prune(agent.spec.archive.max_candidates, protected=keep):
                 self.kube.delete_candidate(namespace, victim)
+            telemetry.set_candidate_counts(namespace, name, [(c.get("status") or {}).get("phase") or "Proposed"
+                                                           for c in candidates])
             phase = ("Paused" if agent.spec.paused else "Improving" if active else "Ready") if ready else "Baselining"
             patch.update({
                 "phase": phase, "conditions": conditions, "observedGeneration": generation,

@@ -22,6 +22,8 @@ def main(argv: list[str]) -> int:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
     parser.add_argument("--liveness", default=os.environ.get("DGM_LIVENESS", "http://0.0.0.0:8080/healthz"),
                         help="liveness endpoint URL ('' to disable)")
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("DGM_METRICS_PORT", "9090")),
+                        help="serve Prometheus metrics on this port (0 disables)")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
@@ -32,6 +34,9 @@ def main(argv: list[str]) -> int:
     namespaces = args.namespace or [n for n in os.environ.get("DGM_WATCH_NAMESPACE", "").split(",") if n]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+        start_http_server(args.metrics_port)
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not namespaces,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,11 +91,15 @@ class Operator:
         self.cluster, self.ns, self.log_path = cluster, namespace, log_path
         self.proc = None
         self.start_env: dict[str, str] = {}
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.metrics_port = sock.getsockname()[1]
 
     def start(self):
         env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", DGM_CANDIDATE_TIMER_SECONDS="3", **self.start_env)
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", ""],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", "",
+                                      "--metrics-port", str(self.metrics_port)],
                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -173,6 +179,10 @@ def test_good_candidate_is_applied_and_the_deployment_rolls(env, operator):
     events = env.list("events")
     reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "better"}
     assert {"EvaluationStarted", "ImprovementValidated", "Applied"} <= reasons
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10).read().decode()
+    assert f'dgm_applies_total{{agent="toy",namespace="{env.ns}"}} 1.0' in scrape
+    assert f'dgm_decisions_total{{agent="toy",namespace="{env.ns}",phase="Applied",reason="Applied"}} 1.0' in scrape
+    assert "dgm_evaluation_duration_seconds_count" in scrape
 
 
 def test_unsafe_candidate_is_rejected_with_findings_and_no_job(env, operator):

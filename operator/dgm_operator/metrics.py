@@ -1,0 +1,25 @@
+"""Prometheus metrics of the operator (served by `dgm run --metrics-port`, default 9090)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CANDIDATES = Gauge("dgm_candidates", "Candidates of an agent by phase.", ["namespace", "agent", "phase"])
+EVALUATION_SECONDS = Histogram(
+    "dgm_evaluation_duration_seconds", "Duration of a candidate's evaluation stage (Job created to finished).",
+    ["namespace", "agent", "stage"], buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+IMPROVEMENT_SCORE = Histogram(
+    "dgm_improvement_score", "Improvement score of evaluated candidates against the current revision.",
+    ["namespace", "agent"], buckets=(-1, -0.5, -0.2, -0.1, -0.05, 0, 0.01, 0.05, 0.1, 0.2, 0.5, 1, 2))
+APPLIES = Counter("dgm_applies_total", "Candidates applied as a new revision.", ["namespace", "agent"])
+ROLLBACKS = Counter("dgm_rollbacks_total", "Rollbacks by reason.", ["namespace", "agent", "reason"])
+DECISIONS = Counter("dgm_decisions_total", "Terminal decisions on candidates by phase and reason.",
+                    ["namespace", "agent", "phase", "reason"])
+ERRORS = Counter("dgm_reconcile_errors_total", "Reconciliations that raised, by kind.", ["kind"])
+
+PHASES = ("Proposed", "Testing", "Validated", "Applied", "Rejected", "Failed", "RolledBack")
+
+
+def set_candidate_counts(namespace: str, agent: str, phases: list[str]) -> None:
+    for phase in PHASES:
+        CANDIDATES.labels(namespace, agent, phase).set(sum(1 for p in phases if p == phase))
