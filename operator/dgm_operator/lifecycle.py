@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 ACTIVE = {Phase.PROPOSED.value, Phase.TESTING.value}
 TERMINAL = {Phase.REJECTED.value, Phase.FAILED.value, Phase.ROLLED_BACK.value}
 POST_APPLY_STAGE = "postapply"
-BASELINE_STAGE = "baseline"
 
 
 def _ts(value: str | None) -> float | None:
@@ -214,7 +213,7 @@ class Reconciler:
         self.kube.create(builders.sandbox_network_policy(namespace))
         ev = agent.spec.evaluation
         job_name = (names.evaluation_job(owner_name, stage["name"]) if is_candidate
-                    else names.baseline_job(owner_name, int(stage["revision"])))
+                    else names.baseline_job(owner_name, int(stage["revision"]), stage["name"]))
         sandbox = ev.sandbox or api.SandboxSpec()
         resources = ev.resources.model_dump(exclude_none=True) if ev.resources else None
         self.kube.create(builders.evaluation_job(
@@ -256,7 +255,7 @@ class Reconciler:
             self._start_stage(obj, agent_obj, agent, None, stage, create_workspace=False)
             return []
         baseline = (agent_obj.get("status") or {}).get("baseline") or {}
-        base_metrics, base_samples = mapping.metrics_from_list(baseline.get("metrics"))
+        base_metrics, base_samples = mapping.metrics_from_list(stage_baseline(baseline, stage["name"]))
         if state == "succeeded" and metrics is not None and not base_metrics:
             return []  # wait for the agent's baseline; the agent pokes us when it has one
         specs = mapping.metric_specs(agent)
@@ -287,9 +286,12 @@ class Reconciler:
         base_stats = _stats(base_metrics, base_samples)
         gain = scoring.improvement_score(metrics, base_metrics, specs)
         noise = scoring.noise_bound(cand_stats, base_stats, specs) * scoring.DEFAULT_Z
+        after = mapping.metrics_to_list(metrics, units=units, when=now(), samples=samples)
+        results = [r for r in validation.get("stageResults") or [] if r.get("name") != stage["name"]]
+        results.append({"name": stage["name"], "metrics": after, "improvementScore": round(gain, 6)})
         validation.update({
-            "metricsBefore": baseline.get("metrics") or [],
-            "metricsAfter": mapping.metrics_to_list(metrics, units=units, when=now(), samples=samples),
+            "metricsBefore": stage_baseline(baseline, stage["name"]) or [],
+            "metricsAfter": after, "stageResults": results,
             "improvementScore": round(gain, 6), "noise": round(noise, 6),
             "repeats": int(stage.get("repeats") or 1),
         })
@@ -390,6 +392,8 @@ class Reconciler:
                 self.kube.patch_status(agent_obj, {
                     "revisions": revisions + [done], "currentRevision": number,
                     "baseline": {"revision": number, "metrics": validation.get("metricsAfter") or [],
+                                 "stages": [{"name": r["name"], "metrics": r.get("metrics") or []}
+                                            for r in validation.get("stageResults") or []],
                                  "score": 0.0, "jobName": validation.get("jobName"), "measuredAt": now()},
                 })
                 self.kube.event(agent_obj, "RevisionApplied", f"revision {number} from candidate {cand_name}")
@@ -497,8 +501,8 @@ class Reconciler:
                     if r.get("candidate"):
                         rolled.append(r["candidate"])
             self.kube.patch_status(agent_obj, {"revisions": revisions, "currentRevision": target,
-                                               "baseline": {"revision": target, "metrics": None, "score": None,
-                                                            "jobName": None, "measuredAt": None}})
+                                               "baseline": {"revision": target, "metrics": None, "stages": None,
+                                                            "score": None, "jobName": None, "measuredAt": None}})
             self.kube.event(agent_obj, "RolledBack", f"revision {target} restored: {message}", warning=True)
             telemetry.ROLLBACKS.labels(namespace, agent_name, reason).inc()
         for cand_name in rolled:
@@ -649,26 +653,34 @@ class Reconciler:
             self.kube.patch_status(obj, changed)
 
     def _baseline(self, obj, agent: api.DGMAgent, revision: int):
+        """Measure ``revision`` with every stage's arguments (one Job per stage, owned by the
+        agent), so each stage of a candidate is scored against the same stage of its base."""
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        job_name = names.baseline_job(name, revision)
-        result = self._job_result(namespace, job_name)
-        if result is None:
-            return None, None
-        if result[0] == "missing":
-            stage = {"name": BASELINE_STAGE, "revision": revision, "args": list(self._stages(agent)[-1]["args"]),
-                     "repeats": agent.spec.evaluation.repeats}
-            self._start_stage(obj, obj, agent, None, stage, create_workspace=False,
-                              workspace=names.revision_snapshot(name, revision))
-            return None, None
-        state, job_reason, metrics, samples, _, error, message, exit_code = result
         specs = mapping.metric_specs(agent)
-        if state != "succeeded" or metrics is None or any(m.name not in metrics for m in specs):
-            why = self._failure_message(job_name, job_reason, exit_code, error, message) if state != "succeeded" \
-                else f"baseline Job {job_name} reported no usable metrics (need {', '.join(m.name for m in specs)})"
-            return None, ("BaselineFailed", why)
         units = {m.name: m.unit for m in agent.spec.evaluation.metrics}
-        return {"revision": revision, "metrics": mapping.metrics_to_list(metrics, units=units, when=now(), samples=samples),
-                "score": 0.0, "jobName": job_name, "measuredAt": now()}, None
+        measured, pending = [], False
+        for stage in self._stages(agent):
+            job_name = names.baseline_job(name, revision, stage["name"])
+            result = self._job_result(namespace, job_name)
+            if result is None:
+                pending = True
+                continue
+            if result[0] == "missing":
+                self._start_stage(obj, obj, agent, None, {**stage, "revision": revision}, create_workspace=False,
+                                  workspace=names.revision_snapshot(name, revision))
+                pending = True
+                continue
+            state, job_reason, metrics, samples, _, error, message, exit_code = result
+            if state != "succeeded" or metrics is None or any(m.name not in metrics for m in specs):
+                why = self._failure_message(job_name, job_reason, exit_code, error, message) if state != "succeeded" \
+                    else f"baseline Job {job_name} reported no usable metrics (need {', '.join(m.name for m in specs)})"
+                return None, ("BaselineFailed", why)
+            measured.append({"name": stage["name"],
+                             "metrics": mapping.metrics_to_list(metrics, units=units, when=now(), samples=samples)})
+        if pending:
+            return None, None
+        return {"revision": revision, "metrics": measured[-1]["metrics"], "stages": measured, "score": 0.0,
+                "jobName": names.baseline_job(name, revision, measured[-1]["name"]), "measuredAt": now()}, None
 
     def _rollback_request(self, obj, agent: api.DGMAgent, status) -> tuple[str, int] | None:
         handled = status.get("handledRollback")
@@ -770,6 +782,15 @@ def _stats(metrics: Mapping[str, float], samples: Mapping[str, list[float]]) -> 
         else:
             out[name] = scoring.MetricStats(value, 0.0, 1)
     return out
+
+
+def stage_baseline(baseline: Mapping[str, Any], stage: str) -> list[dict[str, Any]] | None:
+    """The baseline's metrics for ``stage``: its own measurement when there is one, else
+    the last stage's (a single-stage agent, or a post-apply check)."""
+    for item in baseline.get("stages") or []:
+        if item.get("name") == stage and item.get("metrics"):
+            return item["metrics"]
+    return baseline.get("metrics")
 
 
 def previous_revision(agent_status: Mapping[str, Any], revision: int) -> int | None:

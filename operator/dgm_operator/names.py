@@ -46,8 +46,8 @@ def evaluation_job(candidate: str, stage: str) -> str:
     return _fit(f"{candidate}-eval-{stage}")
 
 
-def baseline_job(agent: str, revision: int) -> str:
-    return _fit(f"{agent}-baseline-r{revision}")
+def baseline_job(agent: str, revision: int, stage: str) -> str:
+    return _fit(f"{agent}-baseline-r{revision}-{stage}")
 
 
 def revision_snapshot(agent: str, revision: int) -> str:

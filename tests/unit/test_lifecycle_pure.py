@@ -58,3 +58,13 @@ def test_configmap_key_findings():
     findings = mapping.configmap_key_findings({"ok.yaml": "", "dir/x.py": "", "bad key": ""})
     assert sorted(f.file for f in findings) == ["bad key", "dir/x.py"]
     assert all(f.severity.value == "critical" for f in findings)
+
+
+def test_each_stage_is_scored_against_the_same_stage_of_the_baseline():
+    from dgm_operator.lifecycle import stage_baseline
+    quick, full = [{"name": "accuracy", "value": 0.4}], [{"name": "accuracy", "value": 0.6}]
+    baseline = {"metrics": full, "stages": [{"name": "quick", "metrics": quick}, {"name": "full", "metrics": full}]}
+    assert stage_baseline(baseline, "quick") == quick
+    assert stage_baseline(baseline, "full") == full
+    assert stage_baseline(baseline, "postapply") == full
+    assert stage_baseline({"metrics": full}, "quick") == full

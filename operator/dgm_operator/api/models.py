@@ -401,11 +401,20 @@ class DGMAgentSpec(WireModel):
 # DGMAgent status
 
 
+class StageMetrics(WireModel):
+    """Metrics measured by one evaluation stage (stages compare like with like)."""
+
+    name: str = Field(description="Stage name.")
+    metrics: Optional[list[MetricValue]] = Field(None, description="Metrics of the stage.")
+    improvement_score: Optional[float] = Field(None, description="Score of the stage against the same stage of the baseline.")
+
+
 class Baseline(WireModel):
     """Measured performance of the current revision."""
 
     revision: Optional[int] = Field(None, description="Revision measured.")
-    metrics: Optional[list[MetricValue]] = Field(None, description="Measured metrics.")
+    metrics: Optional[list[MetricValue]] = Field(None, description="Measured metrics (the last stage).")
+    stages: Optional[list[StageMetrics]] = Field(None, description="Metrics of every stage, for staged evaluation.")
     score: Optional[float] = Field(None, description="Aggregate score of the baseline.")
     job_name: Optional[str] = Field(None, description="Evaluation Job of the baseline.")
     measured_at: Optional[datetime] = Field(None, description="When the baseline was measured.")
@@ -528,6 +537,7 @@ class ValidationStatus(WireModel):
     stages_passed: Optional[list[str]] = Field(None, description="Stages whose threshold was met.")
     metrics_before: Optional[list[MetricValue]] = Field(None, description="Metrics of the parent/baseline.")
     metrics_after: Optional[list[MetricValue]] = Field(None, description="Metrics of the candidate.")
+    stage_results: Optional[list[StageMetrics]] = Field(None, description="Metrics and score of each stage run.")
     improvement_score: Optional[float] = Field(None, description="Weighted relative improvement over the baseline.")
     noise: Optional[float] = Field(None, description="Spread of the score over repeats.")
     repeats: Optional[int] = Field(None, description="Runs measured.")
