@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane helm crds manifests test test-unit test-integration e2e-kind bench clean
+.PHONY: demo help venv controlplane helm crds manifests test test-unit test-integration e2e-kind bench clean
 
 help:
+	@echo "make demo          an agent improving itself on a dev cluster (the first command to try)"
 	@echo "make test          unit + integration tests (builds or reuses the control plane)"
 	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules"
 	@echo "make crds          regenerate crds/*.yaml from the pydantic models (and their copies in the chart)"
@@ -33,6 +34,10 @@ crds: $(PY)
 # regenerate manifests/ from the chart (also refreshes the CRD copies)
 manifests: $(PY)
 	PYTHON=$(PY) bash hack/render-manifests.sh
+
+demo: $(PY)
+	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	  PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/dgm demo $(DEMO_ARGS)
 
 test-unit: $(PY)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

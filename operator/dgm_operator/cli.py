@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("dgm_operator.cli", "bench", "benchmarks: search (engine), lifecycle (operator latency)"),
     "evaluate": ("dgm_operator.evaluate", "main", "run a benchmark command and write the termination log"),
     "run": ("dgm_operator.run", "main", "run the operator"),
+    "demo": ("dgm_operator.demo", "main", "the quickstart agent improving itself on a dev cluster"),
 }
 
 
