@@ -139,6 +139,7 @@ td,th{{border:1px solid #d0d7de;padding:4px 8px;text-align:left}} .legend span{{
 <p>Namespace {html.escape(agent['metadata'].get('namespace', ''))} · current revision {st.get('currentRevision', '-')}
  · baseline ({html.escape(metrics)}) · best candidate {html.escape(best_text)} · candidates by phase: {html.escape(phases)}</p>
 <h2>Improvement score over candidates</h2>
+<p>Each score is against the revision that was current when the candidate was evaluated.</p>
 <p class="legend">{''.join(f'<span style="color:{c}">&#9679; {p}</span>' for p, c in PHASE_COLOURS.items())}
 <span style="color:#0969da">— best so far</span></p>
 {score_chart(candidates)}
