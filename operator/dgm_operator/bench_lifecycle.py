@@ -7,6 +7,8 @@ watcher in this process stamps, on one monotonic clock:
 * candidate create call -> its evaluation Job's ADDED event   ("create -> Job")
 * the Job's Complete/Failed event -> the candidate's terminal-phase event ("Job done -> phase")
 
+and counts the operator's write requests per candidate from its `dgm_api_writes_total`.
+
 Both include the watch delivery delay of the API server, so they are upper bounds of
 what the operator itself takes. A benchmark, not a test: nothing here asserts a time.
 """
@@ -19,7 +21,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import socket
 import threading
+import urllib.request
 import time
 from pathlib import Path
 
@@ -63,6 +67,18 @@ class Watcher(threading.Thread):
                         self.times.setdefault("done:" + name, now)
 
 
+def _writes(port: int) -> dict[str, float]:
+    """dgm_api_writes_total by 'verb kind', scraped from the operator."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("dgm_api_writes_total{"):
+            labels, value = line[len("dgm_api_writes_total{"):].split("} ")
+            parts = dict(item.split("=", 1) for item in labels.split(","))
+            out[f"{parts['verb'].strip(chr(34))} {parts['kind'].strip(chr(34))}"] = float(value)
+    return out
+
+
 def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
     env = dict(os.environ, KUBECONFIG=kubeconfig)
     kubectl = ["kubectl"]
@@ -76,7 +92,10 @@ def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
     subprocess.run(kubectl + ["apply", "-f", "-"], env=env, check=True, capture_output=True,
                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}).encode())
     log = open(Path(tempfile.gettempdir()) / f"{ns}-operator.log", "w")
-    op = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", ns, "--liveness", "", "--metrics-port", "0"],
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    op = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", ns, "--liveness", "", "--metrics-port", str(port)],
                           env=env, stdout=log, stderr=subprocess.STDOUT)
     api = config.new_client_from_config(config_file=kubeconfig)
     custom = client.CustomObjectsApi(api)
@@ -89,6 +108,7 @@ def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
         cands, jobs = Watcher(api, ns, "improvementcandidates"), Watcher(api, ns, None)
         cands.start(); jobs.start()
         time.sleep(1.0)
+        writes_before = _writes(port)
         created: dict[str, float] = {}
         for i in range(n):
             name = f"b{i:03d}"
@@ -105,7 +125,11 @@ def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
         to_phase = [cands.times[c] - jobs.times[f"done:{c}-eval-full"] for c in created
                     if c in cands.times and f"done:{c}-eval-full" in jobs.times]
         cands.stop = jobs.stop = True
-        return {"candidates": n,
+        time.sleep(1.0)
+        writes_after = _writes(port)
+        per_kind = {k: round((writes_after.get(k, 0) - writes_before.get(k, 0)) / n, 2) for k in writes_after}
+        return {"candidates": n, "writes_per_candidate": per_kind,
+                "writes_per_candidate_total": round(sum(per_kind.values()), 2),
                 "create_to_job": {"p50": _pct(to_job, 0.5), "p95": _pct(to_job, 0.95), "max": max(to_job), "n": len(to_job)},
                 "job_done_to_phase": {"p50": _pct(to_phase, 0.5), "p95": _pct(to_phase, 0.95), "max": max(to_phase), "n": len(to_phase)}}
     finally:
@@ -143,4 +167,8 @@ def main(argv: list[str]) -> int:
                            ("job_done_to_phase", "Job finished -> terminal phase")):
             r = res[key]
             print(f"  {label:<34} p50 {r['p50']:.3f}  p95 {r['p95']:.3f}  max {r['max']:.3f}  (n={r['n']})")
+        print(f"  API writes per candidate: {res['writes_per_candidate_total']} "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(res['writes_per_candidate'].items()) if v)})")
+        print("  (minimum for this path, Proposed -> Testing -> Rejected: workspace ConfigMap, Job, 2 status"
+              " writes = 4; with the design's Event per transition = 6)")
     return 0

@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from . import names
+from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Kube:
 
     def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Create; False when it already exists (a retry after a crash)."""
+        API_WRITES.labels("create", "ImprovementCandidate").inc()
         try:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, dict(body))
             return True
@@ -88,6 +90,7 @@ class Kube:
     def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
+        API_WRITES.labels("patch-status", obj["kind"]).inc()
         return self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, meta["namespace"], plural, meta["name"], {"status": dict(status)}
         )
@@ -95,6 +98,7 @@ class Kube:
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
+        API_WRITES.labels("patch", obj["kind"]).inc()
         return self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, meta["namespace"], plural, meta["name"], {"metadata": dict(metadata)}
         )
@@ -132,6 +136,7 @@ class Kube:
             "Job": self.batch.create_namespaced_job,
             "NetworkPolicy": self.net.create_namespaced_network_policy,
         }[kind]
+        API_WRITES.labels("create", kind).inc()
         try:
             create(ns, dict(body))
             return True
@@ -144,6 +149,7 @@ class Kube:
         """Server-side apply (field manager ``dgm-operator``) of a ConfigMap or Deployment."""
         kind, ns, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
         patch = {"ConfigMap": self.core.patch_namespaced_config_map, "Deployment": self.apps.patch_namespaced_deployment}[kind]
+        API_WRITES.labels("apply", kind).inc()
         out = patch(name, ns, dict(body), field_manager=names.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return self._dict(out)
 
@@ -159,6 +165,7 @@ class Kube:
         return None, None
 
     def delete_candidate(self, namespace: str, name: str) -> None:
+        API_WRITES.labels("delete", "ImprovementCandidate").inc()
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, name)
         except ApiException as exc:
@@ -193,6 +200,7 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
+        API_WRITES.labels("create", "Event").inc()
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:  # events are best effort

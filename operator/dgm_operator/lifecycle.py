@@ -71,6 +71,9 @@ class Reconciler:
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).timestamp())
         self._locks: dict[tuple[str, str, str], threading.RLock] = defaultdict(threading.RLock)
         self._guard = threading.Lock()
+        # Namespaces whose deny-egress NetworkPolicy this process created or found: one
+        # create per namespace and process instead of one per Job.
+        self._sandboxed_namespaces: set[str] = set()
 
     def lock(self, kind: str, namespace: str, name: str) -> threading.RLock:
         with self._guard:
@@ -210,7 +213,9 @@ class Reconciler:
             self.kube.create(builders.files_configmap(workspace, namespace, files or {}, owner=owner,
                                                       labels={**labels, names.LABEL_ROLE: "workspace"}))
             failpoint("workspace-created")
-        self.kube.create(builders.sandbox_network_policy(namespace))
+        if namespace not in self._sandboxed_namespaces:
+            self.kube.create(builders.sandbox_network_policy(namespace))
+            self._sandboxed_namespaces.add(namespace)
         ev = agent.spec.evaluation
         job_name = (names.evaluation_job(owner_name, stage["name"]) if is_candidate
                     else names.baseline_job(owner_name, int(stage["revision"]), stage["name"]))

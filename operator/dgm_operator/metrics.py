@@ -15,6 +15,7 @@ APPLIES = Counter("dgm_applies_total", "Candidates applied as a new revision.", 
 ROLLBACKS = Counter("dgm_rollbacks_total", "Rollbacks by reason.", ["namespace", "agent", "reason"])
 DECISIONS = Counter("dgm_decisions_total", "Terminal decisions on candidates by phase and reason.",
                     ["namespace", "agent", "phase", "reason"])
+API_WRITES = Counter("dgm_api_writes_total", "Write requests the operator sent to the API server.", ["verb", "kind"])
 ERRORS = Counter("dgm_reconcile_errors_total", "Reconciliations that raised, by kind.", ["kind"])
 
 PHASES = ("Proposed", "Testing", "Validated", "Applied", "Rejected", "Failed", "RolledBack")

@@ -33,7 +33,7 @@ while True:
 
 
 def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurrent=2, on_regression=False,
-                timeout=60, stages=None) -> list[dict]:
+                timeout=60, stages=None, max_candidates=200) -> list[dict]:
     agent_spec = {
         "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
         "evaluation": {
@@ -47,6 +47,7 @@ def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurre
         "policy": {"autoApply": auto_apply, "minImprovement": 0.01, "maxConcurrentCandidates": max_concurrent,
                    "improvementIntervalMinutes": 600, "allowedFiles": ["settings.json"],
                    "rollback": {"onRolloutFailure": True, "onRegression": on_regression}},
+        "archive": {"maxCandidates": max_candidates},
     }
     if stages:
         agent_spec["evaluation"]["stages"] = stages

@@ -378,3 +378,17 @@ def test_quickstart_sample_agent_improves_and_the_unsafe_candidate_is_rejected(e
     env.rollout_done("sample-agent", good["revision"])
     out = env.cluster.kubectl("get", "candidates", "-n", env.ns).stdout
     assert good_name in out and "Applied" in out and "Rejected" in out
+
+
+def test_retention_prunes_the_oldest_rejected_leaves_and_keeps_live_revisions(env, operator):
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, max_candidates=3))
+    env.wait_ready()
+    env.apply(candidate(env.ns, "live", {"accuracy": 0.9}))
+    env.wait_phase("live", "Applied")
+    for i in range(1, 5):
+        env.apply(candidate(env.ns, f"r{i}", {"accuracy": 0.9, "note": i}))
+        assert env.wait_phase(f"r{i}", "Rejected", "Applied", "Failed")["status"]["reason"] == "InsufficientImprovement"
+    left = env.wait("retention", lambda: (lambda names: names if len(names) <= 3 else None)(
+        sorted(c["metadata"]["name"] for c in env.list("improvementcandidates"))))
+    assert left == ["live", "r3", "r4"]
+    assert env.agent_status()["archive"]["size"] == 3
