@@ -104,29 +104,23 @@ class Kube:
         )
 
     # -- core objects -------------------------------------------------------------------
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _read(self, read, name: str, namespace: str) -> dict[str, Any] | None:
+        """``read(name, namespace)`` as a dict, None when the object does not exist."""
         try:
-            return self._dict(self.core.read_namespaced_config_map(name, namespace))
+            return self._dict(read(name, namespace))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.core.read_namespaced_config_map, name, namespace)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._dict(self.apps.read_namespaced_deployment(name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.apps.read_namespaced_deployment, name, namespace)
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._dict(self.batch.read_namespaced_job(name, namespace))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._read(self.batch.read_namespaced_job, name, namespace)
 
     def create(self, body: Mapping[str, Any]) -> bool:
         """Create a ConfigMap, Job or NetworkPolicy; False when it already exists."""
