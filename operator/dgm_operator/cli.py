@@ -10,7 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "dev-cluster": ("dgm_operator.devcluster.cli", "main", "start, stop or inspect the local dev cluster"),
     "crds": ("dgm_operator.api.crdgen", "main", "write crds/*.yaml from the pydantic models"),
-    "bench": ("dgm_operator.cli", "bench", "benchmarks: search (engine), lifecycle (operator latency)"),
+    "bench": ("dgm_operator.cli", "bench", "benchmarks: search (engine), lifecycle (latency), scale (memory, lag)"),
     "evaluate": ("dgm_operator.evaluate", "main", "run a benchmark command and write the termination log"),
     "run": ("dgm_operator.run", "main", "run the operator"),
     "demo": ("dgm_operator.demo", "main", "the quickstart agent improving itself on a dev cluster"),
@@ -22,6 +22,9 @@ def bench(argv: list[str]) -> int:
     if argv[:1] == ["lifecycle"]:
         from .bench_lifecycle import main as lifecycle_main
         return lifecycle_main(argv[1:])
+    if argv[:1] == ["scale"]:
+        from .bench_scale import main as scale_main
+        return scale_main(argv[1:])
     from .engine.bench import main as search_main
     return search_main(argv)
 

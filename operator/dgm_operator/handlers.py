@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 _reconciler: Reconciler | None = None
 
 AGENT_TIMER_SECONDS = float(os.environ.get("DGM_AGENT_TIMER_SECONDS", "5"))
-CANDIDATE_TIMER_SECONDS = float(os.environ.get("DGM_CANDIDATE_TIMER_SECONDS", "10"))
+MAX_WORKERS = int(os.environ.get("DGM_MAX_WORKERS", "16"))
 
 
 def reconciler() -> Reconciler:
     global _reconciler
     if _reconciler is None:
-        _reconciler = Reconciler(Kube())
+        # one pooled connection per worker thread (urllib3 keeps 10 by default)
+        _reconciler = Reconciler(Kube(pool_size=MAX_WORKERS + 4))
     return _reconciler
 
 
@@ -41,7 +42,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{names.GROUP}/finalizer"
     settings.posting.enabled = False  # the reconciler records its own Events
     settings.batching.batch_window = 0.01
-    settings.execution.max_workers = int(os.environ.get("DGM_MAX_WORKERS", "16"))
+    settings.execution.max_workers = MAX_WORKERS
     settings.watching.server_timeout = 300
     reconciler()
 
@@ -80,16 +81,17 @@ def _agent(namespace: str, name: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, CANDIDATES)
-def candidate_event(event: dict, namespace: str, name: str, **_: Any) -> None:
+def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
+        reconciler().forget("candidate", namespace, name)
         return
+    if (body.get("status") or {}).get("phase") in TERMINAL:
+        return  # decided: nothing to do, not even a GET (thousands of them at start-up)
     _candidate(namespace, name)
 
-
-@kopf.timer(GROUP, VERSION, CANDIDATES, interval=CANDIDATE_TIMER_SECONDS,
-            when=lambda status, **_: status.get("phase") not in TERMINAL)
-def candidate_timer(namespace: str, name: str, **_: Any) -> None:
-    _candidate(namespace, name)
+# There is deliberately no timer on candidates: kopf keeps a copy of every object a timer
+# is declared for, thousands of decided candidates included. The agent's timer lists its
+# candidates anyway and hands back those that still need work (lifecycle.needs_attention).
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.FIELD_MANAGER})

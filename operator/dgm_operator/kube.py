@@ -32,19 +32,22 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def load_config() -> client.ApiClient:
+def load_config(pool_size: int | None = None) -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    if pool_size:
+        configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 class Kube:
     """Typed helpers over one ApiClient. Objects go in and out as plain dicts."""
 
-    def __init__(self, api_client: client.ApiClient | None = None):
-        self.api = api_client or load_config()
+    def __init__(self, api_client: client.ApiClient | None = None, *, pool_size: int | None = None):
+        self.api = api_client or load_config(pool_size)
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = {Phase.PROPOSED.value, Phase.TESTING.value}
 TERMINAL = {Phase.REJECTED.value, Phase.FAILED.value, Phase.ROLLED_BACK.value}
+VERIFIED_REASONS = {"Verified", "RolloutComplete"}
 POST_APPLY_STAGE = "postapply"
 
 
@@ -79,6 +80,12 @@ class Reconciler:
         with self._guard:
             return self._locks[(kind, namespace, name)]
 
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop the lock of an object that needs no more work (decided or deleted), so the
+        table does not grow with every candidate ever seen."""
+        with self._guard:
+            self._locks.pop((kind, namespace, name), None)
+
     # ================================================================ candidates
     def reconcile_candidate(self, namespace: str, name: str) -> list[str]:
         """Take the next step for one candidate. Returns sibling candidates worth a look
@@ -86,11 +93,13 @@ class Reconciler:
         with self.lock("candidate", namespace, name):
             obj = self.kube.get_candidate(namespace, name)
             if obj is None or obj["metadata"].get("deletionTimestamp"):
+                self.forget("candidate", namespace, name)
                 return []
             cand = api.ImprovementCandidate.model_validate(obj)
             status = obj.get("status") or {}
             phase = status.get("phase") or Phase.PROPOSED.value
             if phase in TERMINAL:
+                self.forget("candidate", namespace, name)
                 return []
             agent_obj = self.kube.get_agent(namespace, cand.spec.agent_ref)
             if agent_obj is None:
@@ -428,7 +437,7 @@ class Reconciler:
         astatus = agent_obj.get("status") or {}
         if revision is None or astatus.get("currentRevision") != revision:
             return
-        if status.get("reason") in ("Verified", "RolloutComplete"):
+        if status.get("reason") in VERIFIED_REASONS:
             return
         deployment = self.kube.get_deployment(namespace, agent.spec.target.deployment)
         if deployment is None:
@@ -549,7 +558,8 @@ class Reconciler:
     # ================================================================ agents
     def reconcile_agent(self, namespace: str, name: str) -> list[str]:
         """Snapshot, baseline, rollback requests, the improvement loop and the summary.
-        Returns candidates worth a look (those waiting for the baseline)."""
+        Returns the agent's candidates that still need the operator (see
+        :func:`needs_attention`): the agent's timer is their level-based safety net."""
         with self.lock("agent", namespace, name):
             obj = self.kube.get_agent(namespace, name)
             if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -583,7 +593,6 @@ class Reconciler:
                 patch.update(revisions=status["revisions"], currentRevision=1)
                 self.kube.event(obj, "Snapshotted", f"live ConfigMap {target.config_map} kept as revision 1")
             revision = int(status["currentRevision"])
-            poke: list[str] = []
             # Baseline of the current revision.
             baseline = status.get("baseline") or {}
             if baseline.get("revision") != revision or not baseline.get("metrics"):
@@ -591,8 +600,6 @@ class Reconciler:
                 if baseline is not None:
                     patch["baseline"] = baseline
                     status["baseline"] = baseline
-                    poke = [c["metadata"]["name"] for c in self.kube.list_candidates(namespace, name)
-                            if (c.get("status") or {}).get("phase") == Phase.TESTING.value]
                     self.kube.event(obj, "BaselineMeasured", f"revision {revision}: " + ", ".join(
                         f"{m['name']}={m['value']:.4g}" for m in baseline["metrics"]))
                 elif failure:
@@ -649,7 +656,7 @@ class Reconciler:
                 "archive": {"size": summary.size, "bestScore": summary.best_score, "bestCandidate": summary.best_candidate},
             })
             self._agent_status(obj, status, patch)
-            return poke
+            return [c["metadata"]["name"] for c in candidates if needs_attention(c)]
 
     def _agent_status(self, obj, status: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
         """Write only what changed (ignoring condition timestamps that did not move)."""
@@ -787,6 +794,16 @@ def _stats(metrics: Mapping[str, float], samples: Mapping[str, list[float]]) -> 
         else:
             out[name] = scoring.MetricStats(value, 0.0, 1)
     return out
+
+
+def needs_attention(candidate: Mapping[str, Any]) -> bool:
+    """Whether a candidate still has a step to take: not decided yet, waiting for approval
+    or the baseline, or applied but its rollout not yet verified."""
+    status = candidate.get("status") or {}
+    phase = status.get("phase") or Phase.PROPOSED.value
+    if phase in (Phase.PROPOSED.value, Phase.TESTING.value, Phase.VALIDATED.value):
+        return True
+    return phase == Phase.APPLIED.value and status.get("reason") not in VERIFIED_REASONS
 
 
 def stage_baseline(baseline: Mapping[str, Any], stage: str) -> list[dict[str, Any]] | None:

@@ -96,7 +96,7 @@ class Operator:
             self.metrics_port = sock.getsockname()[1]
 
     def start(self):
-        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", DGM_CANDIDATE_TIMER_SECONDS="3", **self.start_env)
+        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", **self.start_env)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", "",
                                       "--metrics-port", str(self.metrics_port)],

@@ -68,3 +68,16 @@ def test_each_stage_is_scored_against_the_same_stage_of_the_baseline():
     assert stage_baseline(baseline, "full") == full
     assert stage_baseline(baseline, "postapply") == full
     assert stage_baseline({"metrics": full}, "quick") == full
+
+
+def test_needs_attention():
+    from dgm_operator.lifecycle import needs_attention
+
+    def cand(phase=None, reason=None):
+        return {"status": {k: v for k, v in (("phase", phase), ("reason", reason)) if v}}
+    assert needs_attention({}) and needs_attention(cand("Proposed", "Queued")) and needs_attention(cand("Testing"))
+    assert needs_attention(cand("Validated", "AwaitingApproval"))
+    assert needs_attention(cand("Applied", "Applied")) and needs_attention(cand("Applied", "Verifying"))
+    assert not needs_attention(cand("Applied", "Verified")) and not needs_attention(cand("Applied", "RolloutComplete"))
+    for phase in ("Rejected", "Failed", "RolledBack"):
+        assert not needs_attention(cand(phase))
