@@ -20,8 +20,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import socket
+import tempfile
 import threading
 import urllib.request
 import time
@@ -145,20 +145,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     repo_crds = Path(__file__).resolve().parents[2] / "crds"
-    cluster = None
-    if args.existing:
-        kubeconfig = os.environ["KUBECONFIG"]
-    else:
-        from .devcluster import DevCluster
-        cluster = DevCluster(Path(tempfile.mkdtemp(prefix="dgm-bench-")) / "state")
-        cluster.up()
-        kubeconfig = str(cluster.kubeconfig)
-        os.environ["PATH"] = f"{cluster.bin_dir}{os.pathsep}{os.environ['PATH']}"
-    try:
+    from .devcluster import cluster_for_benchmark
+    with cluster_for_benchmark(args.existing, "dgm-bench-") as kubeconfig:
         res = run(args.candidates, kubeconfig, repo_crds)
-    finally:
-        if cluster is not None:
-            cluster.down()
     if args.json:
         print(json.dumps(res, indent=2))
     else:

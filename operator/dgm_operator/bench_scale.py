@@ -627,20 +627,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     repo_crds = Path(__file__).resolve().parents[2] / "crds"
-    cluster = None
-    if args.existing:
-        kubeconfig = os.environ["KUBECONFIG"]
-    else:
-        from .devcluster import DevCluster
-        cluster = DevCluster(Path(tempfile.mkdtemp(prefix="dgm-bench-scale-")) / "state")
-        cluster.up()
-        kubeconfig = str(cluster.kubeconfig)
-        os.environ["PATH"] = f"{cluster.bin_dir}{os.pathsep}{os.environ['PATH']}"
-    try:
+    from .devcluster import cluster_for_benchmark
+    with cluster_for_benchmark(args.existing, "dgm-bench-scale-") as kubeconfig:
         res = run(args, kubeconfig, repo_crds)
-    finally:
-        if cluster is not None:
-            cluster.down()
     print(json.dumps(res, indent=2) if args.json else render(res))
     return 0
 

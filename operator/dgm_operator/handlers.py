@@ -44,6 +44,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.01
     settings.execution.max_workers = MAX_WORKERS
     settings.watching.server_timeout = 300
+    # list in pages: one response with thousands of candidates is parsed all at once and
+    # leaves the process at that peak for good (Python rarely returns freed memory)
+    settings.watching.chunk_size = int(os.environ.get("DGM_LIST_CHUNK_SIZE", "200")) or None
+    # Watch only undecided candidates (a selectable field of the CRD): a decided one leaves
+    # the watch (kopf sees it as deleted and forgets it), so thousands of them in the
+    # archive cost the operator no memory.
+    settings.watching.field_selectors[GROUP, CANDIDATES] = ",".join(
+        f"status.phase!={phase}" for phase in sorted(TERMINAL))
     reconciler()
 
 

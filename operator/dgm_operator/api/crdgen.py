@@ -166,8 +166,26 @@ def openapi_schema(resource: type[models._Resource]) -> dict[str, Any]:
     return root
 
 
+# Fields the API server can filter on (CRD selectableFields, GA in Kubernetes 1.32): the
+# operator watches only undecided candidates (status.phase), so decided ones cost it nothing.
+SELECTABLE_FIELDS: dict[str, list[dict[str, str]]] = {
+    "DGMAgent": [],
+    "ImprovementCandidate": [{"jsonPath": ".spec.agentRef"}, {"jsonPath": ".status.phase"}],
+}
+
+
 def crd(resource: type[models._Resource]) -> dict[str, Any]:
     names = NAMES[resource.KIND]
+    version: dict[str, Any] = {
+        "name": models.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": PRINTER_COLUMNS[resource.KIND],
+        "schema": {"openAPIV3Schema": openapi_schema(resource)},
+    }
+    if SELECTABLE_FIELDS[resource.KIND]:
+        version["selectableFields"] = SELECTABLE_FIELDS[resource.KIND]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -179,16 +197,7 @@ def crd(resource: type[models._Resource]) -> dict[str, Any]:
             "group": models.GROUP,
             "names": names,
             "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": models.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS[resource.KIND],
-                    "schema": {"openAPIV3Schema": openapi_schema(resource)},
-                }
-            ],
+            "versions": [version],
         },
     }
 
