@@ -133,15 +133,9 @@ def operator(cluster, namespace, crds, tmp_path, request):
     op = Operator(cluster, namespace, tmp_path / "operator.log").start()
     yield op
     op.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    report = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
+    if report is not None and report.failed:
         print((tmp_path / "operator.log").read_text()[-20000:])
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
 
 
 def jobs_of(env, cand):
