@@ -70,22 +70,24 @@ def _candidates(namespace: str, names_: list[str]) -> None:
             log.exception("reconciling candidate %s/%s", namespace, other)
 
 
-def _candidate(namespace: str, name: str) -> None:
+def _reconcile(kind: str, namespace: str, name: str) -> None:
+    """Reconcile one agent or candidate (errors counted, then raised for kopf to log), then
+    the candidates it hands back: queued siblings, or those still needing work."""
+    reconcile = reconciler().reconcile_agent if kind == "agent" else reconciler().reconcile_candidate
     try:
-        siblings = reconciler().reconcile_candidate(namespace, name)
+        more = reconcile(namespace, name)
     except Exception:
-        metrics.ERRORS.labels("candidate").inc()
+        metrics.ERRORS.labels(kind).inc()
         raise
-    _candidates(namespace, siblings)
+    _candidates(namespace, more)
+
+
+def _candidate(namespace: str, name: str) -> None:
+    _reconcile("candidate", namespace, name)
 
 
 def _agent(namespace: str, name: str) -> None:
-    try:
-        waiting = reconciler().reconcile_agent(namespace, name)
-    except Exception:
-        metrics.ERRORS.labels("agent").inc()
-        raise
-    _candidates(namespace, waiting)
+    _reconcile("agent", namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, CANDIDATES)

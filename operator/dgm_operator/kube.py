@@ -91,20 +91,20 @@ class Kube:
             raise
 
     def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
-        API_WRITES.labels("patch-status", obj["kind"]).inc()
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, meta["namespace"], plural, meta["name"], {"status": dict(status)}
-        )
+        """Merge-patch the status subresource of an agent or candidate."""
+        return self._patch_custom(obj, "patch-status", self.custom.patch_namespaced_custom_object_status,
+                                  {"status": dict(status)})
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the metadata (labels, annotations) of an agent or candidate."""
+        return self._patch_custom(obj, "patch", self.custom.patch_namespaced_custom_object,
+                                  {"metadata": dict(metadata)})
+
+    def _patch_custom(self, obj: Mapping[str, Any], verb: str, patch, body: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
-        API_WRITES.labels("patch", obj["kind"]).inc()
-        return self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, meta["namespace"], plural, meta["name"], {"metadata": dict(metadata)}
-        )
+        API_WRITES.labels(verb, obj["kind"]).inc()
+        return patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body)
 
     # -- core objects -------------------------------------------------------------------
     def _read(self, read, name: str, namespace: str) -> dict[str, Any] | None:

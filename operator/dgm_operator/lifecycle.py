@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import signal
+import statistics
 import threading
 from collections import defaultdict
 from typing import Any, Callable, Mapping
@@ -572,8 +573,8 @@ class Reconciler:
             target = agent.spec.target
             deployment = self.kube.get_deployment(namespace, target.deployment)
             live = self.kube.get_configmap(namespace, target.config_map)
-            missing = [f"Deployment {target.deployment}" for _ in [0] if deployment is None] + \
-                      [f"ConfigMap {target.config_map}" for _ in [0] if live is None]
+            missing = ([f"Deployment {target.deployment}"] if deployment is None else []) + \
+                      ([f"ConfigMap {target.config_map}"] if live is None else [])
             if missing:
                 msg = " and ".join(missing) + f" not found in {namespace}"
                 conditions = set_condition(conditions, "Degraded", True, "TargetNotFound", msg, generation=generation, now=now())
@@ -789,7 +790,6 @@ def _stats(metrics: Mapping[str, float], samples: Mapping[str, list[float]]) -> 
     for name, value in metrics.items():
         values = samples.get(name) or [value]
         if len(values) > 1:
-            import statistics
             out[name] = scoring.MetricStats(value, statistics.stdev(values), len(values))
         else:
             out[name] = scoring.MetricStats(value, 0.0, 1)

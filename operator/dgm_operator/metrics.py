@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from .engine.types import Phase
+
 CANDIDATES = Gauge("dgm_candidates", "Candidates of an agent by phase.", ["namespace", "agent", "phase"])
 EVALUATION_SECONDS = Histogram(
     "dgm_evaluation_duration_seconds", "Duration of a candidate's evaluation stage (Job created to finished).",
@@ -18,7 +20,7 @@ DECISIONS = Counter("dgm_decisions_total", "Terminal decisions on candidates by 
 API_WRITES = Counter("dgm_api_writes_total", "Write requests the operator sent to the API server.", ["verb", "kind"])
 ERRORS = Counter("dgm_reconcile_errors_total", "Reconciliations that raised, by kind.", ["kind"])
 
-PHASES = ("Proposed", "Testing", "Validated", "Applied", "Rejected", "Failed", "RolledBack")
+PHASES = tuple(phase.value for phase in Phase)
 
 
 def set_candidate_counts(namespace: str, agent: str, phases: list[str]) -> None:

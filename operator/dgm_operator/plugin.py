@@ -178,7 +178,6 @@ def render_tree(agent: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]
     current = status.get("currentRevision")
     root = build_tree(meta.get("name", "?"), candidates)
     rows: list[tuple[str, str, str, str, str, str]] = []
-    baseline = status.get("baseline") or {}
     root_rev = "1" if status.get("revisions") else "-"
     root_current = current is not None and int(current) == 1
     rows.append((f"{root.name} (baseline)", status.get("phase") or "-", "-", "-",

@@ -33,7 +33,7 @@ while True:
 
 
 def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurrent=2, on_regression=False,
-                timeout=60, stages=None, max_candidates=200) -> list[dict]:
+                timeout=60, max_candidates=200) -> list[dict]:
     agent_spec = {
         "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
         "evaluation": {
@@ -49,8 +49,6 @@ def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurre
                    "rollback": {"onRolloutFailure": True, "onRegression": on_regression}},
         "archive": {"maxCandidates": max_candidates},
     }
-    if stages:
-        agent_spec["evaluation"]["stages"] = stages
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "toy-config", "namespace": namespace},
          "data": {"settings.json": json.dumps(settings), "notes.txt": "kept as is\n"}},

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import REPO, Env, Operator
+
 from dgm_operator.devcluster import DevCluster, find_bin_dir
 
 
@@ -97,3 +99,28 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    """The project's CRDs, applied server-side (forcing ownership: other tests apply them
+    too, e.g. through the Helm chart) and Established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io")
+    return cluster
+
+
+@pytest.fixture
+def env(cluster, namespace, crds):
+    return Env(cluster, namespace)
+
+
+@pytest.fixture
+def operator(cluster, namespace, crds, tmp_path, request):
+    op = Operator(cluster, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    report = getattr(request.node, "rep_call", None)  # set by the makereport hook above
+    if report is not None and report.failed:
+        print((tmp_path / "operator.log").read_text()[-20000:])

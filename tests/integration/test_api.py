@@ -16,15 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
-@pytest.fixture(scope="module")
-def crds(cluster):
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io")
-    # discovery may lag a moment behind Established; kubectl retries on a fresh cache
-    return cluster
-
-
 def _docs(name: str) -> list[dict]:
     return [d for d in yaml.safe_load_all((QUICKSTART / name).read_text()) if d]
 

@@ -199,11 +199,17 @@ def test_busy_port_names_component(tmp_path, cluster):
             _no_orphans(state)
 
 
-def test_missing_binary_names_component(tmp_path, cluster):
+def _bins_without_controller_manager(tmp_path, cluster) -> Path:
+    """A binary directory with the real etcd, kube-apiserver and kubectl only."""
     bins = tmp_path / "bin"
     bins.mkdir()
     for name in ("etcd", "kube-apiserver", "kubectl"):
         os.symlink(Path(cluster.bin_dir) / name, bins / name)
+    return bins
+
+
+def test_missing_binary_names_component(tmp_path, cluster):
+    bins = _bins_without_controller_manager(tmp_path, cluster)
     state = tmp_path / "state"
     with pytest.raises(BinaryError) as err:
         DevCluster(state, bin_dir=bins).up()
@@ -213,10 +219,7 @@ def test_missing_binary_names_component(tmp_path, cluster):
 
 
 def test_component_dying_at_start_is_reported_and_cleaned_up(tmp_path, cluster):
-    bins = tmp_path / "bin"
-    bins.mkdir()
-    for name in ("etcd", "kube-apiserver", "kubectl"):
-        os.symlink(Path(cluster.bin_dir) / name, bins / name)
+    bins = _bins_without_controller_manager(tmp_path, cluster)
     fake = bins / "kube-controller-manager"
     fake.write_text("#!/bin/sh\necho 'fake controller manager: refusing to start' >&2\nexit 3\n")
     fake.chmod(0o755)

@@ -10,21 +10,9 @@ import sys
 import pytest
 
 from dgm_operator.toy_agent import toy_objects
-from test_lifecycle import Env, Operator, candidate, crds  # noqa: F401  (crds: the module-scoped fixture)
+from harness import candidate
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(cluster, namespace, crds):  # noqa: F811
-    return Env(cluster, namespace)
-
-
-@pytest.fixture
-def operator(cluster, namespace, crds, tmp_path):  # noqa: F811
-    op = Operator(cluster, namespace, tmp_path / "operator.log").start()
-    yield op
-    op.stop()
 
 
 def dgm(env, *args: str) -> subprocess.CompletedProcess:
