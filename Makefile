@@ -17,7 +17,7 @@ help:
 $(PY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(VENV)/bin/pip install -q -e '.[test]' -e ./devtools
 
 venv: $(PY)
 

@@ -1,39 +1,63 @@
 """The `dgm` command. Each subcommand lives in the module that owns its concern; this
-file only dispatches, importing lazily so `dgm crds` does not pay for kopf's import."""
+file only dispatches, importing lazily so `dgm crds` does not pay for kopf's import.
+
+The runtime's own subcommands are listed below. The development tools
+(``dgm-operator-dev`` in ``devtools/``) add theirs (``dev-cluster``, ``demo``, ``bench``)
+through the ``dgm.commands`` entry-point group, so the runtime never imports them.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from importlib.metadata import entry_points
+from typing import Callable
+
+ENTRY_POINT_GROUP = "dgm.commands"
 
 # subcommand -> (module, function taking argv list and returning an exit code, help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "dev-cluster": ("dgm_operator.devcluster.cli", "main", "start, stop or inspect the local dev cluster"),
     "crds": ("dgm_operator.api.crdgen", "main", "write crds/*.yaml from the pydantic models"),
-    "bench": ("dgm_operator.cli", "bench", "benchmarks: search (engine), lifecycle (latency), scale (memory, lag)"),
-    "evaluate": ("dgm_operator.evaluate", "main", "run a benchmark command and write the termination log"),
-    "run": ("dgm_operator.run", "main", "run the operator"),
-    "demo": ("dgm_operator.demo", "main", "the quickstart agent improving itself on a dev cluster"),
+    "evaluate": ("dgm_operator.grader.evaluate", "main", "run a benchmark command and write the termination log"),
+    "run": ("dgm_operator.controller.run", "main", "run the operator"),
+}
+# commands of the development tools, named here only to say where they come from
+DEV_COMMANDS: dict[str, str] = {
+    "dev-cluster": "start, stop or inspect the local dev cluster",
+    "demo": "the quickstart agent improving itself on a dev cluster",
+    "bench": "benchmarks: search (engine), lifecycle (latency), scale (memory, requests, lag)",
 }
 
 
-def bench(argv: list[str]) -> int:
-    """`dgm bench search ...` (the engine) or `dgm bench lifecycle ...` (the operator)."""
-    if argv[:1] == ["lifecycle"]:
-        from .bench_lifecycle import main as lifecycle_main
-        return lifecycle_main(argv[1:])
-    if argv[:1] == ["scale"]:
-        from .bench_scale import main as scale_main
-        return scale_main(argv[1:])
-    from .engine.bench import main as search_main
-    return search_main(argv)
+def _plugins() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def usage() -> str:
+    plugins = _plugins()
     lines = ["usage: dgm COMMAND [ARGS...]", "", "commands:"]
     for name, (_, _, help_text) in COMMANDS.items():
         lines.append(f"  {name:<12} {help_text}")
+    for name, help_text in DEV_COMMANDS.items():
+        note = "" if name in plugins else "  (needs the development tools: pip install ./devtools)"
+        lines.append(f"  {name:<12} {help_text}{note}")
     return "\n".join(lines)
+
+
+def resolve(name: str) -> Callable[[list[str]], int | None]:
+    """The function behind a subcommand; raises LookupError with a message for the user."""
+    if name in COMMANDS:
+        module_name, func_name, _ = COMMANDS[name]
+        func: Callable[[list[str]], int | None] = getattr(importlib.import_module(module_name), func_name)
+        return func
+    plugin = _plugins().get(name)
+    if plugin is not None:
+        loaded: Callable[[list[str]], int | None] = plugin.load()  # type: ignore[attr-defined]
+        return loaded
+    if name in DEV_COMMANDS:
+        raise LookupError(f"dgm: {name!r} is part of the development tools, which are not installed "
+                          f"(install them from the dgm-operator checkout: pip install -e ./devtools)")
+    raise LookupError(f"dgm: unknown command {name!r}\n\n{usage()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,13 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"dgm: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+    try:
+        func = resolve(argv[0])
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    module_name, func_name, _ = COMMANDS[name]
-    func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(rest) or 0)
+    return int(func(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 
 from harness import REPO, Env, Operator
 
-from dgm_operator.devcluster import DevCluster, find_bin_dir
+from dgm_dev.devcluster import DevCluster, find_bin_dir
 
 
 class ClusterHandle:

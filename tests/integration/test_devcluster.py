@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from polling import wait_for
 
-from dgm_operator.devcluster import BinaryError, DevCluster, DevClusterError
-from dgm_operator.devcluster.procs import is_alive, pids_mentioning
+from dgm_dev.devcluster import BinaryError, DevCluster, DevClusterError
+from dgm_dev.devcluster.procs import is_alive, pids_mentioning
 
 pytestmark = pytest.mark.integration
 

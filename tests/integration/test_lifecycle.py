@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import yaml
 
-from dgm_operator.toy_agent import toy_objects
+from dgm_dev.toy_agent import toy_objects
 from harness import REPO, Operator, candidate
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dgm_operator.toy_agent import toy_objects
+from dgm_dev.toy_agent import toy_objects
 from harness import candidate
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def dgm(env, *args: str) -> subprocess.CompletedProcess:
     """`kubectl dgm ARGS -n NS`, as the console script runs it, on the test cluster's kubeconfig."""
-    return subprocess.run([sys.executable, "-m", "dgm_operator.plugin", *args, "-n", env.ns],
+    return subprocess.run([sys.executable, "-m", "dgm_operator.plugin.kubectl", *args, "-n", env.ns],
                           capture_output=True, text=True, env=env.cluster.env, timeout=60)
 
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dgm_operator import bench_scale as bs
+from dgm_dev.bench import scale as bs
 
 
 def test_agent_names_are_sorted_and_padded():
@@ -52,7 +52,7 @@ def test_finished_candidates_are_terminal_labelled_and_valid():
         body, status = bs.finished_candidate("ns", "agent-001", i, rng)
         assert body["metadata"]["name"] == f"agent-001-c{i:03d}"
         assert body["metadata"]["labels"][bs.LABEL_AGENT] == "agent-001" == body["spec"]["agentRef"]
-        assert status["phase"] in bs.TERMINAL
+        assert status["phase"] in bs.FINAL_PHASES
         phases.add(status["phase"])
         api.ImprovementCandidate.model_validate({**body, "status": status})
         if status["phase"] == "Rejected":

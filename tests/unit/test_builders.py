@@ -1,6 +1,7 @@
 """The manifests the operator writes, checked against the sandbox contract of the design."""
 
-from dgm_operator import builders, names
+from dgm_operator.api import constants
+from dgm_operator.controller import builders, names
 
 OWNER = {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate", "name": "c1", "uid": "u-1",
          "controller": True, "blockOwnerDeletion": True}
@@ -8,7 +9,7 @@ OWNER = {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate", "name"
 
 def job(**overrides):
     kwargs = dict(
-        name="c1-eval-full", namespace="ns", owner=OWNER, labels={names.LABEL_CANDIDATE: "c1"},
+        name="c1-eval-full", namespace="ns", owner=OWNER, labels={constants.LABEL_CANDIDATE: "c1"},
         image="example/agent:1", command=["dgm", "evaluate", "--", "bench"], args=["--subset", "quick"],
         env=[{"name": "A", "value": "1"}], workspace_configmap="c1-workspace", timeout_seconds=120,
         repeats=3, stage="full",
@@ -47,21 +48,21 @@ def test_evaluation_job_matches_the_sandbox_contract():
     assert c["args"] == ["--subset", "quick"]
     assert j["metadata"]["ownerReferences"] == [OWNER]
     for labels in (j["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
-        assert labels[names.LABEL_SANDBOX] == "true"
-        assert labels[names.LABEL_CANDIDATE] == "c1"
+        assert labels[constants.LABEL_SANDBOX] == "true"
+        assert labels[constants.LABEL_CANDIDATE] == "c1"
     assert "runtimeClassName" not in pod
 
 
 def test_evaluation_job_sandbox_options_and_pod_labels_cannot_unset_the_sandbox_label():
     j = job(runtime_class_name="gvisor", node_selector={"pool": "sandbox"},
             tolerations=[{"key": "sandbox", "operator": "Exists"}],
-            pod_labels={names.LABEL_SANDBOX: "false", "team": "a"},
+            pod_labels={constants.LABEL_SANDBOX: "false", "team": "a"},
             resources={"limits": {"cpu": "2", "memory": "1Gi"}})
     pod = j["spec"]["template"]
     assert pod["spec"]["runtimeClassName"] == "gvisor"
     assert pod["spec"]["nodeSelector"] == {"pool": "sandbox"}
     assert pod["spec"]["tolerations"] == [{"key": "sandbox", "operator": "Exists"}]
-    assert pod["metadata"]["labels"][names.LABEL_SANDBOX] == "true"
+    assert pod["metadata"]["labels"][constants.LABEL_SANDBOX] == "true"
     assert pod["metadata"]["labels"]["team"] == "a"
     assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
 
@@ -69,18 +70,18 @@ def test_evaluation_job_sandbox_options_and_pod_labels_cannot_unset_the_sandbox_
 def test_network_policy_denies_all_egress_of_sandboxes():
     np = builders.sandbox_network_policy("ns")
     assert np["spec"] == {
-        "podSelector": {"matchLabels": {names.LABEL_SANDBOX: "true"}},
+        "podSelector": {"matchLabels": {constants.LABEL_SANDBOX: "true"}},
         "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": [],
     }
 
 
 def test_files_configmap_is_immutable_and_owned():
     cm = builders.files_configmap("a-rev-2", "ns", {"b.py": "x", "a.yaml": "y"}, owner=OWNER,
-                                  labels={names.LABEL_REVISION: "2"})
+                                  labels={constants.LABEL_REVISION: "2"})
     assert cm["immutable"] is True
     assert list(cm["data"]) == ["a.yaml", "b.py"]
     assert cm["metadata"]["ownerReferences"] == [OWNER]
-    assert cm["metadata"]["labels"] == {names.LABEL_MANAGED_BY: "dgm-operator", names.LABEL_REVISION: "2"}
+    assert cm["metadata"]["labels"] == {constants.LABEL_MANAGED_BY: "dgm-operator", constants.LABEL_REVISION: "2"}
 
 
 def test_apply_bodies_claim_only_the_operator_fields():

@@ -1,4 +1,4 @@
-from dgm_operator.conditions import get_condition, is_true, set_condition
+from dgm_operator.controller.conditions import get_condition, is_true, set_condition
 
 
 def test_transition_time_moves_only_when_status_changes():

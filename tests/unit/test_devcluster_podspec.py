@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from dgm_operator.devcluster import podspec
-from dgm_operator.devcluster.binaries import BinaryError, binary, find_bin_dir
+from dgm_dev.devcluster import podspec
+from dgm_dev.devcluster.binaries import BinaryError, binary, find_bin_dir
 
 
 def test_pathmap_rewrites_whole_prefixes_only():

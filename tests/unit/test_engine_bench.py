@@ -3,7 +3,7 @@ import json
 import pathlib
 
 import dgm_operator.engine as engine
-from dgm_operator.engine import bench
+from dgm_dev.bench import search as bench
 
 
 def test_bench_small_run_json(capsys):

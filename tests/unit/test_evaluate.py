@@ -3,7 +3,7 @@
 import json
 import sys
 
-from dgm_operator import evaluate
+from dgm_operator.grader import evaluate
 
 
 def run(tmp_path, script, *extra):

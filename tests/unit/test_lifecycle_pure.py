@@ -2,8 +2,8 @@
 
 import json
 
-from dgm_operator import mapping
-from dgm_operator.lifecycle import job_state, previous_revision, rollout_state
+from dgm_operator.controller import mapping
+from dgm_operator.controller.lifecycle import job_state, previous_revision, rollout_state
 
 
 def test_job_state():
@@ -61,7 +61,7 @@ def test_configmap_key_findings():
 
 
 def test_each_stage_is_scored_against_the_same_stage_of_the_baseline():
-    from dgm_operator.lifecycle import stage_baseline
+    from dgm_operator.controller.lifecycle import stage_baseline
     quick, full = [{"name": "accuracy", "value": 0.4}], [{"name": "accuracy", "value": 0.6}]
     baseline = {"metrics": full, "stages": [{"name": "quick", "metrics": quick}, {"name": "full", "metrics": full}]}
     assert stage_baseline(baseline, "quick") == quick
@@ -71,7 +71,7 @@ def test_each_stage_is_scored_against_the_same_stage_of_the_baseline():
 
 
 def test_needs_attention():
-    from dgm_operator.lifecycle import needs_attention
+    from dgm_operator.controller.lifecycle import needs_attention
 
     def cand(phase=None, reason=None):
         return {"status": {k: v for k, v in (("phase", phase), ("reason", reason)) if v}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dgm_operator import plugin
-from dgm_operator.plugin import PluginError
+from dgm_operator.plugin import kubectl as plugin
+from dgm_operator.plugin.kubectl import PluginError
 
 
 def cand(name, phase=None, parent="", score=None, safety=None, revision=None, created="2024-01-01T00:00:00Z",
@@ -276,9 +276,9 @@ def test_report_writes_the_file(fake, monkeypatch, tmp_path, capsys):
     import types
     fake({(plugin.AGENTS, "toy"): agent(), (plugin.CANDIDATES, "a"): cand("a", "Applied")})
     calls = []
-    module = types.ModuleType("dgm_operator.report")
+    module = types.ModuleType("dgm_operator.plugin.report")
     module.render_html = lambda a, cs: calls.append((a, cs)) or "<html>toy</html>"
-    monkeypatch.setitem(sys.modules, "dgm_operator.report", module)
+    monkeypatch.setitem(sys.modules, "dgm_operator.plugin.report", module)
     monkeypatch.chdir(tmp_path)
     assert plugin.main(["report", "toy"]) == 0
     assert (tmp_path / "toy-report.html").read_text() == "<html>toy</html>"

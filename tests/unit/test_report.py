@@ -1,4 +1,4 @@
-from dgm_operator import report
+from dgm_operator.plugin import report
 
 
 def cand(name, parent=None, phase="Rejected", score=None, ts="2026-01-01T00:00:00Z", revision=None):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from dgm_operator.sample_agent.agent import QAAgent, default_workspace, load_dataset
-from dgm_operator.sample_agent.bench import run_bench
+from dgm_dev.sample_agent.agent import QAAgent, default_workspace, load_dataset
+from dgm_dev.sample_agent.bench import run_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"accuracy", "response_time", "error_rate", "memory_usage"}
@@ -50,7 +50,7 @@ def test_bench_reports_the_four_metrics(tmp_path):
 def test_bench_cli_prints_one_json_object(tmp_path):
     ws = _workspace(tmp_path)
     out = subprocess.run(
-        [sys.executable, "-m", "dgm_operator.sample_agent", "bench", "--workspace", str(ws), "--subset", "quick"],
+        [sys.executable, "-m", "dgm_dev.sample_agent", "bench", "--workspace", str(ws), "--subset", "quick"],
         check=True, capture_output=True, text=True,
     ).stdout
     assert set(json.loads(out)["metrics"]) == METRICS

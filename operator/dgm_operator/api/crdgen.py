@@ -331,6 +331,12 @@ def render() -> dict[str, str]:
     return out
 
 
+def crds_yaml() -> str:
+    """Every CRD as one multi-document YAML stream (what ``crds/`` holds), for tools that
+    install the CRDs from an installed package rather than a checkout."""
+    return "---\n".join(HEADER + dump_yaml(crd(r)) for r in models.RESOURCES)
+
+
 def _default_root() -> Path:
     here = Path(__file__).resolve()
     for parent in here.parents:

@@ -38,9 +38,7 @@ from typing import Any, ClassVar, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "dgm.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from .constants import AGENT_KIND, AGENTS, API_VERSION, CANDIDATE_KIND, CANDIDATES, GROUP, VERSION  # noqa: F401
 
 # Bounds that keep the CEL cost estimates of the API server within budget.
 MAX_LIST = 32
@@ -611,8 +609,8 @@ def _spec_frozen_rule() -> str:
 class DGMAgent(_Resource):
     """A deployed agent under a Darwin Goedel Machine improvement loop (the seed's DGMEngine)."""
 
-    KIND: ClassVar[str] = "DGMAgent"
-    PLURAL: ClassVar[str] = "dgmagents"
+    KIND: ClassVar[str] = AGENT_KIND
+    PLURAL: ClassVar[str] = AGENTS
 
     spec: DGMAgentSpec
     status: Optional[DGMAgentStatus] = None
@@ -627,8 +625,8 @@ class ImprovementCandidate(_Resource):
     status.revisions and snapshot ConfigMaps.
     """
 
-    KIND: ClassVar[str] = "ImprovementCandidate"
-    PLURAL: ClassVar[str] = "improvementcandidates"
+    KIND: ClassVar[str] = CANDIDATE_KIND
+    PLURAL: ClassVar[str] = CANDIDATES
     # carried to the root of the CRD schema by crdgen (status is visible only there)
     ROOT_VALIDATIONS: ClassVar[list[dict[str, Any]]] = [
         _cel(

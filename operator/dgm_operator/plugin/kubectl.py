@@ -24,11 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from . import names
-
-VERSION = "v1alpha1"
-AGENTS = "dgmagents"
-CANDIDATES = "improvementcandidates"
+from ..api import constants
+from ..api.constants import AGENTS, CANDIDATES, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 PLUGIN_MANAGER = "kubectl-dgm"
 
@@ -270,17 +267,17 @@ class Cluster:
     def get(self, plural: str, name: str) -> dict[str, Any]:
         what = f"{'DGMAgent' if plural == AGENTS else 'ImprovementCandidate'} {name}"
         return self._call(what, lambda: self.custom.get_namespaced_custom_object(
-            names.GROUP, VERSION, self.namespace, plural, name))
+            constants.GROUP, VERSION, self.namespace, plural, name))
 
     def candidates(self, agent: str) -> list[dict[str, Any]]:
         out = self._call("ImprovementCandidates", lambda: self.custom.list_namespaced_custom_object(
-            names.GROUP, VERSION, self.namespace, CANDIDATES, label_selector=f"{names.LABEL_AGENT}={agent}"))
+            constants.GROUP, VERSION, self.namespace, CANDIDATES, label_selector=f"{constants.LABEL_AGENT}={agent}"))
         return list(out.get("items") or [])
 
     def annotate(self, plural: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         what = f"{'DGMAgent' if plural == AGENTS else 'ImprovementCandidate'} {name}"
         return self._call(what, lambda: self.custom.patch_namespaced_custom_object(
-            names.GROUP, VERSION, self.namespace, plural, name, dict(patch),
+            constants.GROUP, VERSION, self.namespace, plural, name, dict(patch),
             field_manager=PLUGIN_MANAGER, _content_type=MERGE_PATCH))
 
 
@@ -318,13 +315,13 @@ def cmd_action(cl: Cluster, args) -> int:
         cand = cl.get(CANDIDATES, args.candidate)
         check_action(action, cand, force=args.force)
         cl.annotate(CANDIDATES, args.candidate, annotation_patch(
-            names.ANNOTATION_ACTION, action, cand["metadata"].get("resourceVersion")))
+            constants.ANNOTATION_ACTION, action, cand["metadata"].get("resourceVersion")))
         return candidate_phase(cand)
 
     phase = _with_retry(attempt)
     verb = "approved" if action == "approve" else "rejected"
     print(f"improvementcandidate.dgm.io/{args.candidate} {verb} (was {phase}; "
-          f"{names.ANNOTATION_ACTION}={action}, the operator acts on it next)")
+          f"{constants.ANNOTATION_ACTION}={action}, the operator acts on it next)")
     return 0
 
 
@@ -334,10 +331,10 @@ def cmd_rollback(cl: Cluster, args) -> int:
         target = check_rollback(agent, args.to)
         value = rollback_value(args.to, time.time())
         cl.annotate(AGENTS, args.agent, annotation_patch(
-            names.ANNOTATION_ROLLBACK, value, agent["metadata"].get("resourceVersion")))
+            constants.ANNOTATION_ROLLBACK, value, agent["metadata"].get("resourceVersion")))
         current = _status(agent).get("currentRevision")
         return f"dgmagent.dgm.io/{args.agent} rollback from revision {current} to {target} requested " \
-               f"({names.ANNOTATION_ROLLBACK}={value})"
+               f"({constants.ANNOTATION_ROLLBACK}={value})"
 
     print(_with_retry(attempt))
     return 0
@@ -346,8 +343,8 @@ def cmd_rollback(cl: Cluster, args) -> int:
 def cmd_propose(cl: Cluster, args) -> int:
     cl.get(AGENTS, args.agent)  # a clear "not found" before patching
     value = propose_value(time.time())
-    cl.annotate(AGENTS, args.agent, annotation_patch(names.ANNOTATION_PROPOSE, value))
-    print(f"dgmagent.dgm.io/{args.agent} proposal requested ({names.ANNOTATION_PROPOSE}={value})")
+    cl.annotate(AGENTS, args.agent, annotation_patch(constants.ANNOTATION_PROPOSE, value))
+    print(f"dgmagent.dgm.io/{args.agent} proposal requested ({constants.ANNOTATION_PROPOSE}={value})")
     return 0
 
 
@@ -403,19 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "score and revision; the current revision is marked with *.")
     p.add_argument("agent", help="DGMAgent name")
     for action, phases in ACTION_PHASES.items():
-        p = sub.add_parser(action, parents=[common], help=f"{action} a candidate ({names.ANNOTATION_ACTION}={action})",
-                           description=f"Set {names.ANNOTATION_ACTION}={action} on the candidate. Refused unless "
+        p = sub.add_parser(action, parents=[common], help=f"{action} a candidate ({constants.ANNOTATION_ACTION}={action})",
+                           description=f"Set {constants.ANNOTATION_ACTION}={action} on the candidate. Refused unless "
                                        f"the candidate is {' or '.join(phases)}, unless --force.")
         p.add_argument("candidate", help="ImprovementCandidate name")
         p.add_argument("--force", action="store_true", help="annotate whatever the phase")
     p = sub.add_parser("rollback", parents=[common], help="roll an agent back to an earlier revision",
-                       description=f"Set {names.ANNOTATION_ROLLBACK}=previous@<time> (or N@<time> with --to). "
+                       description=f"Set {constants.ANNOTATION_ROLLBACK}=previous@<time> (or N@<time> with --to). "
                                    "The revision must exist in status.revisions and not be the current one. "
                                    "For a rollback declared in Git use spec.rollbackToRevision instead.")
     p.add_argument("agent", help="DGMAgent name")
     p.add_argument("--to", type=positive_int, metavar="N", help="revision to restore (default: the previous one)")
     p = sub.add_parser("propose", parents=[common], help="ask the agent for one proposal now",
-                       description=f"Set {names.ANNOTATION_PROPOSE}=<unix time>: the operator proposes one "
+                       description=f"Set {constants.ANNOTATION_PROPOSE}=<unix time>: the operator proposes one "
                                    "candidate at its next reconcile (when the agent is Ready and has room).")
     p.add_argument("agent", help="DGMAgent name")
     p = sub.add_parser("report", parents=[common], help="write an HTML report of an agent",

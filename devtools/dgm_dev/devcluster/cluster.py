@@ -205,7 +205,7 @@ class DevCluster:
                 "--v", "1",
             ],
             "node": [
-                sys.executable, "-m", "dgm_operator.devcluster.node",
+                sys.executable, "-m", "dgm_dev.devcluster.node",
                 "--kubeconfig", str(self.kubeconfig), "--state-dir", str(sd), "--node-name", NODE_NAME,
             ],
         }

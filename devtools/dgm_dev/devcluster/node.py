@@ -803,7 +803,7 @@ class LocalNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dgm_operator.devcluster.node", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dgm_dev.devcluster.node", description=__doc__.split("\n")[0])
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--state-dir", required=True)
     p.add_argument("--node-name", default="dgm-local-node")

@@ -9,22 +9,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-GROUP = "dgm.io"
-FIELD_MANAGER = "dgm-operator"
-
-LABEL_AGENT = "dgm.io/agent"
-LABEL_CANDIDATE = "dgm.io/candidate"
-LABEL_REVISION = "dgm.io/revision"
-LABEL_STAGE = "dgm.io/stage"
-LABEL_ROLE = "dgm.io/role"
-LABEL_SANDBOX = "dgm.io/sandbox"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-
-ANNOTATION_REVISION = "dgm.io/revision"
-ANNOTATION_ACTION = "dgm.io/action"  # approve | reject, on candidates (imperative, not in Git)
-ANNOTATION_ROLLBACK = "dgm.io/rollback-to"  # on agents, imperative rollback request
-ANNOTATION_PROPOSE = "dgm.io/propose"  # on agents: any new value asks for one proposal now
-
 SANDBOX_NETWORK_POLICY = "dgm-sandbox-deny-egress"
 
 _MAX_NAME = 63  # Job names end up in a label value (job-name), which allows 63 characters

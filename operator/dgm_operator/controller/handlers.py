@@ -15,9 +15,11 @@ from typing import Any
 
 import kopf
 
+from ..api import constants
 from . import metrics, names
-from .kube import AGENTS, CANDIDATES, GROUP, VERSION, Kube
-from .lifecycle import TERMINAL, Reconciler
+from ..api.constants import AGENTS, CANDIDATES, FINAL_PHASES, GROUP, VERSION
+from .kube import Kube
+from .lifecycle import Reconciler
 
 log = logging.getLogger(__name__)
 _reconciler: Reconciler | None = None
@@ -36,10 +38,10 @@ def reconciler() -> Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=constants.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
+        prefix=constants.GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{constants.GROUP}/finalizer"
     settings.posting.enabled = False  # the reconciler records its own Events
     settings.batching.batch_window = 0.01
     settings.execution.max_workers = MAX_WORKERS
@@ -51,7 +53,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # the watch (kopf sees it as deleted and forgets it), so thousands of them in the
     # archive cost the operator no memory.
     settings.watching.field_selectors[GROUP, CANDIDATES] = ",".join(
-        f"status.phase!={phase}" for phase in sorted(TERMINAL))
+        f"status.phase!={phase}" for phase in sorted(FINAL_PHASES))
     reconciler()
 
 
@@ -95,7 +97,7 @@ def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_
     if event.get("type") == "DELETED":
         reconciler().forget("candidate", namespace, name)
         return
-    if (body.get("status") or {}).get("phase") in TERMINAL:
+    if (body.get("status") or {}).get("phase") in FINAL_PHASES:
         return  # decided: nothing to do, not even a GET (thousands of them at start-up)
     _candidate(namespace, name)
 
@@ -104,7 +106,7 @@ def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_
 # candidates anyway and hands back those that still need work (lifecycle.needs_attention).
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.FIELD_MANAGER})
+@kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
 def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
     if event.get("type") == "DELETED":
@@ -114,10 +116,10 @@ def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
     if not finished:
         return
     labels = body.get("metadata", {}).get("labels") or {}
-    if labels.get(names.LABEL_CANDIDATE):
-        _candidate(namespace, labels[names.LABEL_CANDIDATE])
-    elif labels.get(names.LABEL_AGENT):
-        _agent(namespace, labels[names.LABEL_AGENT])
+    if labels.get(constants.LABEL_CANDIDATE):
+        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
+    elif labels.get(constants.LABEL_AGENT):
+        _agent(namespace, labels[constants.LABEL_AGENT])
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)

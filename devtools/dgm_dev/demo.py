@@ -21,12 +21,13 @@ from typing import Any
 
 import yaml
 
-from . import names, report
+from dgm_operator.api import constants
+from dgm_operator.plugin import report
 
-REPO = Path(__file__).resolve().parents[2]
+from . import paths
+
 NS = "dgm-quickstart"
 AGENT = "sample-agent"
-TERMINAL = {"Applied", "Rejected", "Failed", "RolledBack", "Validated"}
 
 
 class Demo:
@@ -66,7 +67,7 @@ class Demo:
 
     def progress(self) -> None:
         """Print each candidate's phase changes as they happen."""
-        for c in self.get("improvementcandidates"):
+        for c in self.get(constants.CANDIDATES):
             st = c.get("status") or {}
             key = (st.get("phase"), st.get("reason"))
             name = c["metadata"]["name"]
@@ -80,18 +81,18 @@ class Demo:
                      f"parent {parent:<20} {st.get('reason', '')}")
 
     def agent(self) -> dict:
-        return self.get("dgmagents", AGENT)
+        return self.get(constants.AGENTS, AGENT)
 
 
 def wait_terminal(demo: Demo, path: Path) -> None:
     name = yaml.safe_load(path.read_text())["metadata"]["name"]
-    demo.wait(name, lambda: (demo.get("improvementcandidates", name).get("status") or {}).get("phase") in TERMINAL)
+    demo.wait(name, lambda: (demo.get(constants.CANDIDATES, name).get("status") or {}).get("phase") in constants.DECIDED_PHASES)
 
 
 def run_demo(demo: Demo, cycles: int, report_path: Path) -> dict:
-    qs = REPO / "examples" / "quickstart"
+    qs = paths.repo_file("examples", "quickstart")
     demo.say("== installing CRDs and the quickstart agent")
-    demo.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    demo.kubectl("apply", "--server-side", "-f", str(paths.crds_file()))
     demo.kubectl("wait", "--for=condition=Established", "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io")
     demo.apply_docs(qs / "namespace.yaml")
     demo.wait("the default service account", lambda: demo.kubectl("get", "sa", "default", "-n", NS, check=False))
@@ -105,11 +106,11 @@ def run_demo(demo: Demo, cycles: int, report_path: Path) -> dict:
     wait_terminal(demo, qs / "candidate-unsafe.yaml")
     demo.say(f"== {cycles} improvement cycles: the operator selects a parent (dgm), proposes, evaluates, applies")
     for i in range(cycles):
-        before = {c["metadata"]["name"] for c in demo.get("improvementcandidates")}
-        demo.kubectl("annotate", "dgmagents", AGENT, "-n", NS, f"{names.ANNOTATION_PROPOSE}=demo-{i}-{time.time()}", "--overwrite")
-        new = demo.wait("a proposal", lambda: {c["metadata"]["name"] for c in demo.get("improvementcandidates")} - before)
+        before = {c["metadata"]["name"] for c in demo.get(constants.CANDIDATES)}
+        demo.kubectl("annotate", constants.AGENTS, AGENT, "-n", NS, f"{constants.ANNOTATION_PROPOSE}=demo-{i}-{time.time()}", "--overwrite")
+        new = demo.wait("a proposal", lambda: {c["metadata"]["name"] for c in demo.get(constants.CANDIDATES)} - before)
         (name,) = new
-        demo.wait(name, lambda: (demo.get("improvementcandidates", name).get("status") or {}).get("phase") in TERMINAL)
+        demo.wait(name, lambda: (demo.get(constants.CANDIDATES, name).get("status") or {}).get("phase") in constants.DECIDED_PHASES)
     demo.say("== a hand-written candidate (tf-idf retrieval: more accurate, slower), scored like any other "
              "against the current revision with the agent's metric weights")
     demo.apply_docs(qs / "candidate-good.yaml")
@@ -117,13 +118,13 @@ def run_demo(demo: Demo, cycles: int, report_path: Path) -> dict:
     agent = demo.agent()
     current = agent["status"]["currentRevision"]
     if current > 1:
-        demo.say(f"== rolling back revision {current} (kubectl annotate dgma {AGENT} {names.ANNOTATION_ROLLBACK}=previous@...)")
-        demo.kubectl("annotate", "dgmagents", AGENT, "-n", NS, f"{names.ANNOTATION_ROLLBACK}=previous@{time.time()}", "--overwrite")
+        demo.say(f"== rolling back revision {current} (kubectl annotate dgma {AGENT} {constants.ANNOTATION_ROLLBACK}=previous@...)")
+        demo.kubectl("annotate", constants.AGENTS, AGENT, "-n", NS, f"{constants.ANNOTATION_ROLLBACK}=previous@{time.time()}", "--overwrite")
         demo.wait("the rollback", lambda: demo.agent()["status"]["currentRevision"] < current)
         demo.wait("the re-measured baseline", lambda: (demo.agent()["status"].get("baseline") or {}).get("metrics"))
         demo.progress()
     agent = demo.agent()
-    candidates = demo.get("improvementcandidates")
+    candidates = demo.get(constants.CANDIDATES)
     report_path.write_text(report.render_html(agent, candidates))
     return {"agent": agent, "candidates": candidates, "baseline": baseline}
 

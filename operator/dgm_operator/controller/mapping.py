@@ -7,9 +7,9 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from .api import models as api
-from .engine import safety as engine_safety
-from .engine.types import CandidateRecord, Finding, MetricSpec, SearchParam, Severity
+from ..api import models as api
+from ..engine import safety as engine_safety
+from ..engine.types import CandidateRecord, Finding, MetricSpec, SearchParam, Severity
 
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 

@@ -1,6 +1,6 @@
 """Regenerates ``data/towns.json``, the sample agent's bundled dataset (fictional facts).
 
-    python -m dgm_operator.sample_agent.dataset_gen > operator/dgm_operator/sample_agent/data/towns.json
+    python -m dgm_dev.sample_agent.dataset_gen > operator/dgm_operator/sample_agent/data/towns.json
 
 Deterministic (fixed seed). Passages share template words across towns and mention other
 towns, so naive word-overlap retrieval is mediocre and term weighting, case folding and

@@ -1,4 +1,4 @@
-"""``dgm-sample-agent`` (or ``python -m dgm_operator.sample_agent``).
+"""``dgm-sample-agent`` (or ``python -m dgm_dev.sample_agent``).
 
     dgm-sample-agent bench --workspace DIR [--subset quick|full] [--seed N]
     dgm-sample-agent serve --workspace DIR [--host 127.0.0.1] [--port 0]

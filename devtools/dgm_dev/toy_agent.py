@@ -8,6 +8,8 @@ quickstart is the realistic one; this one exists to exercise the operator.
 
 from __future__ import annotations
 
+from dgm_operator.api.constants import API_VERSION
+
 import json
 
 TOY_BENCH = r"""
@@ -61,7 +63,7 @@ def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurre
                                       "env": [{"name": "CONFIG_DIR", "value": "/config"}],
                                       "volumeMounts": [{"name": "config", "mountPath": "/config"}]}],
                       "volumes": [{"name": "config", "configMap": {"name": "toy-config"}}]}}}},
-        {"apiVersion": "dgm.io/v1alpha1", "kind": "DGMAgent", "metadata": {"name": "toy", "namespace": namespace},
+        {"apiVersion": API_VERSION, "kind": "DGMAgent", "metadata": {"name": "toy", "namespace": namespace},
          "spec": agent_spec},
     ]
 

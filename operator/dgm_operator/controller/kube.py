@@ -17,13 +17,13 @@ from typing import Any, Mapping
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from ..api import constants
 from . import names
 from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = "dgm.io", "v1alpha1"
-AGENTS, CANDIDATES = "dgmagents", "improvementcandidates"
+from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -75,7 +75,7 @@ class Kube:
 
     def list_candidates(self, namespace: str, agent: str) -> list[dict[str, Any]]:
         out = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{names.LABEL_AGENT}={agent}"
+            GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{constants.LABEL_AGENT}={agent}"
         )
         return out.get("items", [])
 
@@ -147,7 +147,7 @@ class Kube:
         kind, ns, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
         patch = {"ConfigMap": self.core.patch_namespaced_config_map, "Deployment": self.apps.patch_namespaced_deployment}[kind]
         API_WRITES.labels("apply", kind).inc()
-        out = patch(name, ns, dict(body), field_manager=names.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
+        out = patch(name, ns, dict(body), field_manager=constants.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return self._dict(out)
 
     def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
@@ -190,9 +190,9 @@ class Kube:
             "reason": reason,
             "message": message[:1024],
             "type": "Warning" if warning else "Normal",
-            "source": {"component": names.FIELD_MANAGER},
-            "reportingComponent": names.FIELD_MANAGER,
-            "reportingInstance": names.FIELD_MANAGER,
+            "source": {"component": constants.FIELD_MANAGER},
+            "reportingComponent": constants.FIELD_MANAGER,
+            "reportingInstance": constants.FIELD_MANAGER,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": 1,

@@ -18,20 +18,21 @@ import threading
 from collections import defaultdict
 from typing import Any, Callable, Mapping
 
+from ..api import constants
 from . import builders, mapping, names
 from . import metrics as telemetry
-from .api import models as api
+from ..api import models as api
 from .conditions import get_condition, set_condition
-from .engine import policies, proposers, safety as engine_safety, scoring, selection
-from .engine.archive import Archive
-from .engine.types import CandidateRecord, Phase
+from ..engine import policies, proposers, safety as engine_safety, scoring, selection
+from ..engine.archive import Archive
+from ..engine.types import CandidateRecord, Phase
 from .kube import Kube, now
 
 log = logging.getLogger(__name__)
 
-ACTIVE = {Phase.PROPOSED.value, Phase.TESTING.value}
-TERMINAL = {Phase.REJECTED.value, Phase.FAILED.value, Phase.ROLLED_BACK.value}
-VERIFIED_REASONS = {"Verified", "RolloutComplete"}
+ACTIVE = constants.ACTIVE_PHASES
+TERMINAL = constants.FINAL_PHASES
+VERIFIED_REASONS = constants.VERIFIED_REASONS
 POST_APPLY_STAGE = "postapply"
 
 
@@ -107,10 +108,10 @@ class Reconciler:
                 self._candidate_status(obj, {"phase": phase}, reason="AgentNotFound",
                                        message=f"DGMAgent {cand.spec.agent_ref!r} not found in {namespace}")
                 return []
-            if (obj["metadata"].get("labels") or {}).get(names.LABEL_AGENT) != cand.spec.agent_ref:
-                obj = self.kube.patch_metadata(obj, {"labels": {names.LABEL_AGENT: cand.spec.agent_ref}})
+            if (obj["metadata"].get("labels") or {}).get(constants.LABEL_AGENT) != cand.spec.agent_ref:
+                obj = self.kube.patch_metadata(obj, {"labels": {constants.LABEL_AGENT: cand.spec.agent_ref}})
             agent = api.DGMAgent.model_validate(agent_obj)
-            action = (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_ACTION)
+            action = (obj["metadata"].get("annotations") or {}).get(constants.ANNOTATION_ACTION)
             if action == "reject" and phase in (Phase.PROPOSED.value, Phase.VALIDATED.value):
                 self._finish(obj, agent_obj, Phase.REJECTED.value, "RejectedByUser",
                              "rejected through the dgm.io/action annotation", cond=("Applied", False))
@@ -215,13 +216,13 @@ class Reconciler:
         namespace, owner_name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         owner = builders.owner_reference(obj)
         is_candidate = obj["kind"] == "ImprovementCandidate"
-        labels = {names.LABEL_AGENT: agent_obj["metadata"]["name"]}
+        labels = {constants.LABEL_AGENT: agent_obj["metadata"]["name"]}
         if is_candidate:
-            labels[names.LABEL_CANDIDATE] = owner_name
+            labels[constants.LABEL_CANDIDATE] = owner_name
         workspace = workspace or names.workspace_configmap(owner_name)
         if create_workspace:
             self.kube.create(builders.files_configmap(workspace, namespace, files or {}, owner=owner,
-                                                      labels={**labels, names.LABEL_ROLE: "workspace"}))
+                                                      labels={**labels, constants.LABEL_ROLE: "workspace"}))
             failpoint("workspace-created")
         if namespace not in self._sandboxed_namespaces:
             self.kube.create(builders.sandbox_network_policy(namespace))
@@ -361,7 +362,7 @@ class Reconciler:
 
     # -- Validated: the approval gate, then apply -----------------------------------------
     def _validated(self, obj, cand, agent_obj, agent: api.DGMAgent) -> None:
-        action = (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_ACTION)
+        action = (obj["metadata"].get("annotations") or {}).get(constants.ANNOTATION_ACTION)
         decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
             auto_apply=agent.spec.policy.auto_apply, approved=cand.spec.approved or action == "approve"))
         if decision is None and agent.spec.paused:
@@ -397,8 +398,8 @@ class Reconciler:
                 snapshot = names.revision_snapshot(agent_name, number)
                 self.kube.create(builders.files_configmap(
                     snapshot, namespace, files, owner=builders.owner_reference(agent_obj),
-                    labels={names.LABEL_AGENT: agent_name, names.LABEL_REVISION: str(number),
-                            names.LABEL_CANDIDATE: cand_name, names.LABEL_ROLE: "revision"}))
+                    labels={constants.LABEL_AGENT: agent_name, constants.LABEL_REVISION: str(number),
+                            constants.LABEL_CANDIDATE: cand_name, constants.LABEL_ROLE: "revision"}))
                 failpoint("snapshot-created")
                 self._roll_to(agent, files, number, image)
                 validation = (obj.get("status") or {}).get("validation") or {}
@@ -588,7 +589,7 @@ class Reconciler:
                 snapshot = names.revision_snapshot(name, 1)
                 self.kube.create(builders.files_configmap(
                     snapshot, namespace, dict(live.get("data") or {}), owner=builders.owner_reference(obj),
-                    labels={names.LABEL_AGENT: name, names.LABEL_REVISION: "1", names.LABEL_ROLE: "revision"}))
+                    labels={constants.LABEL_AGENT: name, constants.LABEL_REVISION: "1", constants.LABEL_ROLE: "revision"}))
                 status["revisions"] = [{"revision": 1, "snapshot": snapshot, "image": container["image"], "appliedAt": now()}]
                 status["currentRevision"] = 1
                 patch.update(revisions=status["revisions"], currentRevision=1)
@@ -633,7 +634,7 @@ class Reconciler:
                 created, info = self._propose(obj, agent, status, candidates)
                 patch["proposals"] = int(status.get("proposals") or 0) + 1
                 patch["lastProposalTime"] = now()
-                ann = (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_PROPOSE)
+                ann = (obj["metadata"].get("annotations") or {}).get(constants.ANNOTATION_PROPOSE)
                 if ann:
                     patch["handledPropose"] = ann
                 improving_reason, improving_msg = ("Proposed", info) if created else ("ProposerFailed", info)
@@ -697,7 +698,7 @@ class Reconciler:
 
     def _rollback_request(self, obj, agent: api.DGMAgent, status) -> tuple[str, int] | None:
         handled = status.get("handledRollback")
-        ann = (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_ROLLBACK)
+        ann = (obj["metadata"].get("annotations") or {}).get(constants.ANNOTATION_ROLLBACK)
         if ann:
             key = f"annotation:{ann}"
             if key != handled:
@@ -712,7 +713,7 @@ class Reconciler:
         return None
 
     def _proposal_due(self, obj, agent: api.DGMAgent, status) -> bool:
-        ann = (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_PROPOSE)
+        ann = (obj["metadata"].get("annotations") or {}).get(constants.ANNOTATION_PROPOSE)
         if ann and ann != status.get("handledPropose"):
             return True
         if agent.spec.proposer.type.value == "webhook" and agent.spec.proposer.webhook is None:
@@ -768,9 +769,9 @@ class Reconciler:
             return False, f"proposer {kind} failed: {exc}"
         cand_name = names.proposed_candidate(name, number)
         body = {
-            "apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate",
+            "apiVersion": constants.API_VERSION, "kind": constants.CANDIDATE_KIND,
             "metadata": {"name": cand_name, "namespace": namespace,
-                         "labels": {names.LABEL_AGENT: name, names.LABEL_MANAGED_BY: names.FIELD_MANAGER},
+                         "labels": {constants.LABEL_AGENT: name, constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER},
                          "ownerReferences": [builders.owner_reference(obj)]},
             "spec": {"agentRef": name, "improvementType": draft.improvement_type.value,
                      "description": draft.description, "changes": draft.changes,
@@ -825,7 +826,7 @@ def previous_revision(agent_status: Mapping[str, Any], revision: int) -> int | N
 def rollout_state(deployment: Mapping[str, Any], revision: int) -> str:
     """"pending" | "complete" | "failed" for the rollout of ``revision``."""
     meta, spec, status = deployment["metadata"], deployment["spec"], deployment.get("status") or {}
-    stamped = ((spec["template"].get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_REVISION)
+    stamped = ((spec["template"].get("metadata") or {}).get("annotations") or {}).get(constants.ANNOTATION_REVISION)
     if stamped != str(revision) or (status.get("observedGeneration") or 0) < meta.get("generation", 0):
         return "pending"
     for cond in status.get("conditions") or []:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .engine.types import Phase
+from ..engine.types import Phase
 
 CANDIDATES = Gauge("dgm_candidates", "Candidates of an agent by phase.", ["namespace", "agent", "phase"])
 EVALUATION_SECONDS = Histogram(

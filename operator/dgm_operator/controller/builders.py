@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ..api import constants
 from . import names
 
 SANDBOX_UID = 65532  # the conventional "nonroot" user of distroless images
@@ -35,7 +36,7 @@ def _metadata(name: str, namespace: str, owner: Mapping[str, Any] | None, labels
     meta: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "labels": {names.LABEL_MANAGED_BY: names.FIELD_MANAGER, **labels},
+        "labels": {constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER, **labels},
     }
     if owner is not None:
         meta["ownerReferences"] = [dict(owner)]
@@ -87,7 +88,7 @@ def evaluation_job(
     and the ``dgm.io/sandbox`` label that the deny-egress NetworkPolicy selects.
     """
     resources = resources or {}
-    all_labels = {**labels, names.LABEL_SANDBOX: "true", names.LABEL_STAGE: stage}
+    all_labels = {**labels, constants.LABEL_SANDBOX: "true", constants.LABEL_STAGE: stage}
     pod_meta_labels = {**(pod_labels or {}), **all_labels}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -167,7 +168,7 @@ def sandbox_network_policy(namespace: str) -> dict[str, Any]:
         "kind": "NetworkPolicy",
         "metadata": _metadata(names.SANDBOX_NETWORK_POLICY, namespace, None, {}),
         "spec": {
-            "podSelector": {"matchLabels": {names.LABEL_SANDBOX: "true"}},
+            "podSelector": {"matchLabels": {constants.LABEL_SANDBOX: "true"}},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [],
@@ -194,7 +195,7 @@ def deployment_apply(name: str, namespace: str, *, container: str, revision: int
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "template": {
-                "metadata": {"annotations": {names.ANNOTATION_REVISION: str(revision)}},
+                "metadata": {"annotations": {constants.ANNOTATION_REVISION: str(revision)}},
                 "spec": {"containers": [{"name": container, "image": image}]},
             }
         },

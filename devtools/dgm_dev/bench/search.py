@@ -73,12 +73,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from . import configfiles
-from .archive import Archive
-from .proposers import AgentContext, ParametersProposer
-from .scoring import fitness, stage_decision
-from .selection import select_parents
-from .types import CandidateRecord, MetricSpec, Phase, SearchParam, SelectionMethod
+from dgm_operator.engine import configfiles
+from dgm_operator.engine.archive import Archive
+from dgm_operator.engine.proposers import AgentContext, ParametersProposer
+from dgm_operator.engine.scoring import fitness, stage_decision
+from dgm_operator.engine.selection import select_parents
+from dgm_operator.engine.types import CandidateRecord, MetricSpec, Phase, SearchParam, SelectionMethod
 
 DIM = 4
 FILE = "params.json"

@@ -29,9 +29,10 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from .toy_agent import toy_objects
+from dgm_operator.api.constants import AGENTS, API_VERSION, CANDIDATES, DECIDED_PHASES, GROUP, VERSION
 
-TERMINAL = {"Validated", "Applied", "Rejected", "Failed"}
+from ..toy_agent import toy_objects
+
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -49,7 +50,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         w = watch.Watch()
         if self.plural:
-            fn, args = client.CustomObjectsApi(self.api).list_namespaced_custom_object, ("dgm.io", "v1alpha1", self.ns, self.plural)
+            fn, args = client.CustomObjectsApi(self.api).list_namespaced_custom_object, (GROUP, VERSION, self.ns, self.plural)
         else:
             fn, args = client.BatchV1Api(self.api).list_namespaced_job, (self.ns,)
         while not self.stop:
@@ -58,7 +59,7 @@ class Watcher(threading.Thread):
                 obj = obj if isinstance(obj, dict) else self.api.sanitize_for_serialization(obj)
                 name, now = obj["metadata"]["name"], time.monotonic()
                 if self.plural:
-                    if (obj.get("status") or {}).get("phase") in TERMINAL:
+                    if (obj.get("status") or {}).get("phase") in DECIDED_PHASES:
                         self.times.setdefault(name, now)
                 else:
                     self.times.setdefault("added:" + name, now)
@@ -101,23 +102,23 @@ def run(n: int, kubeconfig: str, repo_crds: Path) -> dict:
     custom = client.CustomObjectsApi(api)
     try:
         while True:  # the agent's baseline first
-            st = custom.get_namespaced_custom_object("dgm.io", "v1alpha1", ns, "dgmagents", "toy").get("status") or {}
+            st = custom.get_namespaced_custom_object(GROUP, VERSION, ns, AGENTS, "toy").get("status") or {}
             if (st.get("baseline") or {}).get("metrics"):
                 break
             time.sleep(0.2)
-        cands, jobs = Watcher(api, ns, "improvementcandidates"), Watcher(api, ns, None)
+        cands, jobs = Watcher(api, ns, CANDIDATES), Watcher(api, ns, None)
         cands.start(); jobs.start()
         time.sleep(1.0)
         writes_before = _writes(port)
         created: dict[str, float] = {}
         for i in range(n):
             name = f"b{i:03d}"
-            body = {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate",
+            body = {"apiVersion": API_VERSION, "kind": "ImprovementCandidate",
                     "metadata": {"name": name, "namespace": ns},
                     "spec": {"agentRef": "toy", "improvementType": "ParameterTuning", "description": "bench",
                              "changes": {"settings.json": json.dumps({"accuracy": 0.4})}}}
             created[name] = time.monotonic()
-            custom.create_namespaced_custom_object("dgm.io", "v1alpha1", ns, "improvementcandidates", body)
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, CANDIDATES, body)
             deadline = time.monotonic() + 60
             while name not in cands.times and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -144,8 +145,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--existing", action="store_true", help="use the cluster of $KUBECONFIG (kubectl on PATH)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    repo_crds = Path(__file__).resolve().parents[2] / "crds"
-    from .devcluster import cluster_for_benchmark
+    from ..paths import crds_file
+    repo_crds = crds_file()
+    from ..devcluster import cluster_for_benchmark
     with cluster_for_benchmark(args.existing, "dgm-bench-") as kubeconfig:
         res = run(args.candidates, kubeconfig, repo_crds)
     if args.json:

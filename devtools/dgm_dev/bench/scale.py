@@ -47,13 +47,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
-from .toy_agent import toy_objects
+from dgm_operator.api.constants import (AGENTS, ANNOTATION_PROPOSE, CANDIDATES, FINAL_PHASES, GROUP, LABEL_AGENT,
+                                        VERSION)
 
-GROUP, VERSION = "dgm.io", "v1alpha1"
-TERMINAL = {"Rejected", "Failed", "RolledBack"}
-LABEL_AGENT = "dgm.io/agent"
-LABEL_BENCH = "dgm.io/bench"
-ANNOTATION_PROPOSE = "dgm.io/propose"
+from ..toy_agent import toy_objects
+
+LABEL_BENCH = f"{GROUP}/bench"
 BASELINE_ACCURACY = 0.5
 
 
@@ -280,7 +279,7 @@ class Watcher(threading.Thread):
         from kubernetes.client.rest import ApiException
         if self.kind == "candidates":
             fn = client.CustomObjectsApi(self.api).list_namespaced_custom_object
-            args = (GROUP, VERSION, self.ns, "improvementcandidates")
+            args = (GROUP, VERSION, self.ns, CANDIDATES)
         else:
             fn, args = client.BatchV1Api(self.api).list_namespaced_job, (self.ns,)
         rv = None
@@ -301,9 +300,9 @@ class Watcher(threading.Thread):
                     if self.kind == "candidates":
                         self.times.setdefault("seen:" + name, now)
                         phase = (obj.get("status") or {}).get("phase")
-                        if phase in TERMINAL:
+                        if phase in FINAL_PHASES:
                             self.times.setdefault("terminal:" + name, now)
-                        if phase in TERMINAL or phase == "Validated":
+                        if phase in FINAL_PHASES or phase == "Validated":
                             self.times.setdefault("settled:" + name, now)
                             self.phases[name] = phase
                     else:
@@ -419,11 +418,11 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         for attempt in range(5):
             try:
                 try:
-                    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "improvementcandidates", body)
+                    custom.create_namespaced_custom_object(GROUP, VERSION, ns, CANDIDATES, body)
                 except ApiException as exc:
                     if exc.status != 409:
                         raise
-                custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, "improvementcandidates",
+                custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, CANDIDATES,
                                                              body["metadata"]["name"], {"status": status})
                 return
             except Exception as exc:  # noqa: BLE001 - retried, then recorded
@@ -463,7 +462,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         while len(ready) < len(agents) and time.monotonic() < deadline:
             if op.poll() is not None:
                 raise RuntimeError(f"the operator exited with {op.returncode}; see {log_path}")
-            listed = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "dgmagents")["items"]
+            listed = custom.list_namespaced_custom_object(GROUP, VERSION, ns, AGENTS)["items"]
             for a in listed:
                 st = a.get("status") or {}
                 name = a["metadata"]["name"]
@@ -510,7 +509,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
                     "spec": {"agentRef": agent, "improvementType": "ParameterTuning", "description": "bench probe",
                              "changes": {"settings.json": json.dumps({"accuracy": 0.4})}}}
             created[name] = time.monotonic()
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "improvementcandidates", body)
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, CANDIDATES, body)
             cands.wait_for("terminal:" + name, 90)
         job_of = lambda c: f"{c}-eval-full"  # noqa: E731
         to_job = [jobs.times["added:" + job_of(c)] - t for c, t in created.items() if "added:" + job_of(c) in jobs.times]
@@ -524,7 +523,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         proposed_done: list[float] = []
         for agent in prng.sample(agents, min(args.proposals, len(agents))):
             t = time.monotonic()
-            custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "dgmagents", agent,
+            custom.patch_namespaced_custom_object(GROUP, VERSION, ns, AGENTS, agent,
                                                   {"metadata": {"annotations": {ANNOTATION_PROPOSE: str(time.time())}}})
             seen = cands.wait_for(f"seen:{agent}-g1", 60)
             if seen is not None:
@@ -626,8 +625,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--existing", action="store_true", help="use the cluster of $KUBECONFIG (kubectl on PATH)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    repo_crds = Path(__file__).resolve().parents[2] / "crds"
-    from .devcluster import cluster_for_benchmark
+    from ..paths import crds_file
+    repo_crds = crds_file()
+    from ..devcluster import cluster_for_benchmark
     with cluster_for_benchmark(args.existing, "dgm-bench-scale-") as kubeconfig:
         res = run(args, kubeconfig, repo_crds)
     print(json.dumps(res, indent=2) if args.json else render(res))

@@ -1,0 +1,14 @@
+"""`dgm bench search|lifecycle|scale ...`."""
+
+from __future__ import annotations
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["lifecycle"]:
+        from .lifecycle import main as lifecycle_main
+        return lifecycle_main(argv[1:])
+    if argv[:1] == ["scale"]:
+        from .scale import main as scale_main
+        return scale_main(argv[1:])
+    from .search import main as search_main
+    return search_main(argv)
