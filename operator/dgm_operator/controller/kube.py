@@ -1,4 +1,5 @@
-"""The operator's Kubernetes I/O, kept in one place and kept dumb.
+"""The operator's Kubernetes I/O, kept in one place and kept dumb: the only module that
+imports the Kubernetes client. It implements :class:`~.kubeapi.KubeAPI`.
 
 Reconcilers call these helpers; nothing here decides anything. Creation treats
 AlreadyExists as success (children have deterministic names), writes to objects that Git
@@ -18,7 +19,6 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
-from . import names
 from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ class Kube:
         self.batch = client.BatchV1Api(self.api)
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+
+    def ping(self) -> None:
+        """Raises when the API server does not answer (the liveness probe)."""
+        self.core.get_api_resources()
 
     # -- plain dicts out of the typed client ------------------------------------------
     def _dict(self, obj: Any) -> dict[str, Any]:
