@@ -93,7 +93,7 @@ def _agent(namespace: str, name: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, CANDIDATES)
-def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+def candidate_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
         reconciler().forget("candidate", namespace, name)
         return
@@ -107,7 +107,7 @@ def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
-def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
+def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
     if event.get("type") == "DELETED":
         return
@@ -121,7 +121,7 @@ def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)
-def agent_event(event: dict, namespace: str, name: str, **_: Any) -> None:
+def agent_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return
     _agent(namespace, name)

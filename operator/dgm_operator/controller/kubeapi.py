@@ -12,6 +12,9 @@ Obj = dict[str, Any]
 
 
 class KubeAPI(Protocol):
+    def ping(self) -> None:
+        """Raises when the API server does not answer."""
+        ...
     def get_agent(self, namespace: str, name: str) -> Obj | None: ...
 
     def get_candidate(self, namespace: str, name: str) -> Obj | None: ...

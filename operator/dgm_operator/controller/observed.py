@@ -41,7 +41,7 @@ class CandidateView:
 
     @property
     def generation(self) -> int | None:
-        return self.obj["metadata"].get("generation")
+        return _generation(self.obj)
 
     @property
     def phase(self) -> Phase:
@@ -86,10 +86,15 @@ class AgentView:
 
     @property
     def generation(self) -> int | None:
-        return self.obj["metadata"].get("generation")
+        return _generation(self.obj)
 
     def annotation(self, key: str) -> str | None:
         return (self.obj["metadata"].get("annotations") or {}).get(key)
+
+
+def _generation(obj: Obj) -> int | None:
+    value = obj["metadata"].get("generation")
+    return int(value) if value is not None else None
 
 
 def candidate_phase(obj: Obj) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from ..api import constants
 from ..api import models as api
 from ..engine import proposers, selection
-from ..engine.archive import Archive
+from ..engine.archive import Archive, resolve_parents
 from ..engine.types import CandidateRecord, Phase
 from . import builders, mapping, names
 from .context import Context, parse_time
@@ -22,10 +22,9 @@ def archive_of(candidates: list[Obj]) -> Archive:
     baseline = CandidateRecord(name="", phase=Phase.APPLIED, score=0.0, is_baseline=True)
     ordered = sorted(candidates, key=lambda c: c["metadata"].get("creationTimestamp") or "")
     records = [mapping.candidate_record(c, i) for i, c in enumerate(ordered, start=1)]
-    known = {r.name for r in records}
-    for r in records:  # a parent that was pruned or never existed: hang it off the baseline
-        if r.parent and r.parent not in known:
-            r.parent = None
+    parent_of, _ = resolve_parents((r.name, r.parent) for r in records)
+    for r in records:
+        r.parent = parent_of[r.name]
     return Archive(baseline, records)
 
 

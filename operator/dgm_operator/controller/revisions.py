@@ -45,7 +45,7 @@ def rollout_state(deployment: Mapping[str, Any], revision: int) -> str:
     return "pending"
 
 
-def agent_container(deployment: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+def agent_container(deployment: Mapping[str, Any], name: str | None) -> Mapping[str, Any]:
     """The agent's container in the Deployment (the first one when none has the name)."""
     containers = deployment["spec"]["template"]["spec"]["containers"]
     return next((c for c in containers if c["name"] == name), containers[0])
