@@ -42,6 +42,10 @@ class AgentUnavailable(Exception):
     """The agent never became ready, or cannot be talked to at all (its card is unusable)."""
 
 
+class NoAnswer(Exception):
+    """The agent replied, but with no answer (a failed or rejected task, an HTTP error, ...)."""
+
+
 class ResponseTooLarge(httpx.ReadError):
     """The agent sent more than the grader reads."""
 
@@ -87,9 +91,10 @@ def _http_client(max_response_bytes: int) -> httpx.AsyncClient:
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` of an exception (raw, bounded; the report escapes it)."""
+    """``Type: message`` of an exception (raw, bounded; the report escapes it); just the message
+    for :class:`NoAnswer`, whose text already says what the agent did."""
     text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"[:RAW_ERROR_LIMIT]
+    return (text if isinstance(exc, NoAnswer) else f"{type(exc).__name__}: {text}")[:RAW_ERROR_LIMIT]
 
 
 class Agent(Protocol):
@@ -181,7 +186,7 @@ class A2AAgent:
                                                      context=ClientCallContext(timeout=timeout)):
             reply = event
         if reply is None:
-            raise RuntimeError("the agent sent no response")
+            raise NoAnswer("the agent sent no response")
         if reply.HasField("message"):
             return _message_text(reply.message)
         task: Task = reply.task
@@ -195,7 +200,7 @@ class A2AAgent:
                                                context=ClientCallContext(timeout=max(0.1, deadline - time.monotonic())))
         if task.status.state in _TERMINAL_ERRORS:
             said = _message_text(task.status.message) if task.status.HasField("message") else ""
-            raise RuntimeError(f"the agent {_TERMINAL_ERRORS[task.status.state]} the task"
+            raise NoAnswer(f"the agent {_TERMINAL_ERRORS[task.status.state]} the task"
                                + (f": {said[:RAW_ERROR_LIMIT]}" if said else ""))
         texts = [get_artifact_text(a) for a in task.artifacts]
         if any(texts):
@@ -233,16 +238,16 @@ class HttpAgent:
     async def ask(self, text: str, timeout: float) -> str:
         response = await self.http.post(self.url, json={"input": text}, timeout=timeout)
         if not 200 <= response.status_code < 300:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:RAW_ERROR_LIMIT]}")
+            raise NoAnswer(f"HTTP {response.status_code}: {response.text[:RAW_ERROR_LIMIT]}")
         try:
             body = response.json()
         except ValueError:
-            raise RuntimeError(f"the reply is not JSON: {response.text[:RAW_ERROR_LIMIT]}") from None
+            raise NoAnswer(f"the reply is not JSON: {response.text[:RAW_ERROR_LIMIT]}") from None
         if not isinstance(body, dict) or "output" not in body:
-            raise RuntimeError(f"the reply has no 'output' field: {response.text[:RAW_ERROR_LIMIT]}")
+            raise NoAnswer(f"the reply has no 'output' field: {response.text[:RAW_ERROR_LIMIT]}")
         output = body["output"]
         if output is None:
-            raise RuntimeError("the agent gave no answer (output is null)")
+            raise NoAnswer("the agent gave no answer (output is null)")
         return output if isinstance(output, str) else json.dumps(output)
 
     async def aclose(self) -> None:
