@@ -4,7 +4,7 @@ of the protocol): it answers with one Message whose text follows from the input.
     python tests/unit/a2a_echo_agent.py [--card-url URL]      # prints "serving on http://127.0.0.1:PORT"
 
 Inputs: ``repeat:N:TEXT`` -> TEXT repeated N times; ``sleep:SECONDS`` -> "woke" after a pause;
-``fail:TEXT`` -> the executor raises; ``task:TEXT`` -> a completed Task whose status message is
+``fail:TEXT`` -> the executor raises; ``data:TEXT`` -> a data part ``{"answer": TEXT}``; ``task:TEXT`` -> a completed Task whose status message is
 TEXT (no artifact); ``reject:TEXT`` -> a rejected Task; anything else is echoed back.
 """
 
@@ -15,13 +15,14 @@ import asyncio
 import socket
 
 import uvicorn
-from a2a.helpers import new_task_from_user_message, new_text_message
+from a2a.helpers import new_message, new_task_from_user_message, new_text_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import AgentCapabilities, AgentCard, AgentInterface
+from a2a.types import AgentCapabilities, AgentCard, AgentInterface, Part
+from google.protobuf.struct_pb2 import Value
 from starlette.applications import Starlette
 
 
@@ -44,6 +45,11 @@ class EchoExecutor(AgentExecutor):
             text = "woke"
         elif text.startswith("fail:"):
             raise RuntimeError(text.split(":", 1)[1])
+        elif text.startswith("data:"):
+            value = Value()
+            value.struct_value.update({"answer": text.split(":", 1)[1]})
+            await event_queue.enqueue_event(new_message([Part(data=value)]))
+            return
         await event_queue.enqueue_event(new_text_message(text))
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:

@@ -194,6 +194,7 @@ SCORING_SUITE = {
         {"id": "regex-case-pass", "input": "PARIS", "expected": "^par", "scoring": {"rule": "regex", "ignoreCase": True}},
         {"id": "any-of-pass", "input": "Lutetia", "expected": ["Paris", "Lutetia"], "scoring": "exact"},
         {"id": "task-status-message", "input": "task:Paris", "expected": "Paris", "scoring": "exact"},
+        {"id": "data-part", "input": "data:Paris", "expected": '"answer": "Paris"', "scoring": "contains"},
         {"id": "rejected", "input": "reject:Paris", "expected": "Paris", "scoring": "contains"},
         {"id": "raises", "input": "fail:Paris", "expected": "Paris", "scoring": "contains"},
         {"id": "slow", "input": "sleep:5", "expected": "woke", "scoring": "exact", "timeoutSeconds": 0.5},
@@ -207,14 +208,14 @@ def test_each_scoring_rule_passes_and_fails(echo_agent, tmp_path):
     failed = {f["task"]: f for f in out["tests"]["failures"]}
     passed = {t["id"] for t in SCORING_SUITE["tasks"]} - set(failed)
     assert passed == {"exact-pass", "exact-case-pass", "contains-pass", "contains-case-pass", "regex-pass",
-                      "regex-case-pass", "any-of-pass", "task-status-message"}
+                      "regex-case-pass", "any-of-pass", "task-status-message", "data-part"}
     assert failed["exact-case-fail"]["got"] == "paris" and "error" not in failed["exact-case-fail"]
     assert failed["rejected"]["got"] is None and failed["rejected"]["error"] == "the agent rejected the task: Paris"
     assert failed["raises"]["got"] is None and failed["raises"]["error"]
     assert failed["slow"]["error"] == "no answer within 0.5 s"
     n = len(SCORING_SUITE["tasks"])
-    assert out["tests"]["passed"] == 8 and out["tests"]["errors"] == 3
-    assert out["metrics"]["accuracy"] == round(8 / n, 6) and out["metrics"]["error_rate"] == round(3 / n, 6)
+    assert out["tests"]["passed"] == 9 and out["tests"]["errors"] == 3
+    assert out["metrics"]["accuracy"] == round(9 / n, 6) and out["metrics"]["error_rate"] == round(3 / n, 6)
 
 
 # -- hostile or dead agents ----------------------------------------------------------------------

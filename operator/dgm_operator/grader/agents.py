@@ -15,13 +15,13 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from a2a.client import ClientCallContext, ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
-from a2a.helpers import get_artifact_text, get_message_text
+from a2a.helpers import get_data_parts, get_text_parts
 from a2a.types import AgentCard, GetTaskRequest, Message, Part, Role, SendMessageRequest, Task, TaskState
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
 
@@ -202,7 +202,7 @@ class A2AAgent:
             said = _message_text(task.status.message) if task.status.HasField("message") else ""
             raise NoAnswer(f"the agent {_TERMINAL_ERRORS[task.status.state]} the task"
                                + (f": {said[:RAW_ERROR_LIMIT]}" if said else ""))
-        texts = [get_artifact_text(a) for a in task.artifacts]
+        texts = [_parts_text(a.parts) for a in task.artifacts]
         if any(texts):
             return "\n".join(t for t in texts if t)
         if task.status.HasField("message"):
@@ -213,12 +213,16 @@ class A2AAgent:
         await self.http.aclose()
 
 
-def _message_text(message: Message) -> str:
-    text = get_message_text(message)
+def _parts_text(parts: Sequence[Part]) -> str:
+    """The text parts joined by newlines; without any, the data parts as JSON."""
+    text = "\n".join(get_text_parts(parts))
     if text:
         return text
-    data = [json.dumps(p.data, default=str) for p in message.parts if p.HasField("data")]
-    return "\n".join(data)
+    return "\n".join(json.dumps(d, sort_keys=True, default=str) for d in get_data_parts(parts))
+
+
+def _message_text(message: Message) -> str:
+    return _parts_text(message.parts)
 
 
 class HttpAgent:
