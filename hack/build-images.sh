@@ -5,6 +5,8 @@
 #   dgm-operator:dev      the operator (Dockerfile target `operator`, entrypoint `dgm run`)
 #   dgm-sample-agent:dev  the sample agent and the grader `dgm evaluate` (target `sample-agent`)
 #   dgm-pause:dev         the pod sandbox image: one static binary (controlplane/pause)
+#   dgm-base:dev          the base itself (user root; its layer is shared, so it costs nothing):
+#                         what the tests use for an image whose user is root
 #
 # The names are stored as docker.io/library/NAME:dev, which is how Kubernetes spells the short
 # names, so pods use `image: dgm-operator:dev` with imagePullPolicy Never or IfNotPresent.
@@ -71,6 +73,14 @@ hash_files() { (cd "$here" && find "$@" -type f ! -name '*.pyc' ! -path '*/__pyc
   | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-12; }
 script_hash=$(sha256sum "$0" | cut -c1-12)
 start=$(date +%s)
+# podman (cgroupfs) leaves an empty libpod_parent cgroup behind; remove it if it was not there
+had_libpod_cgroup=0
+[ -d /sys/fs/cgroup/memory/libpod_parent ] || [ -d /sys/fs/cgroup/libpod_parent ] && had_libpod_cgroup=1
+cleanup_cgroups() {
+  [ "$had_libpod_cgroup" = 1 ] && return 0
+  find /sys/fs/cgroup -depth -type d -path '*/libpod_parent*' -exec rmdir {} \; 2>/dev/null || true
+}
+trap cleanup_cgroups EXIT
 
 # --- 1. base image
 if [ -n "${BASE_IMAGE:-}" ]; then
@@ -153,8 +163,10 @@ rm -rf "$pctx"
 # --- 4. one archive for the node (layers shared by the two Python images are stored once)
 log "[4/4] saving the images to $archive"
 rm -f "$archive.tmp"
+podman tag "$base" docker.io/library/dgm-base:dev
 podman save --quiet --multi-image-archive --format docker-archive -o "$archive.tmp" \
-  docker.io/library/dgm-operator:dev docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-pause:dev
+  docker.io/library/dgm-operator:dev docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-pause:dev \
+  docker.io/library/dgm-base:dev
 mv "$archive.tmp" "$archive"
 echo "$(basename "$archive")" >"$out/current"
 # older archives of this cache are superseded

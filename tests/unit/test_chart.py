@@ -258,12 +258,23 @@ def test_manifests_deployment_is_restricted_and_cluster_wide():
 # -- Dockerfile ------------------------------------------------------------------------------
 def test_dockerfile_runs_non_root_with_the_operator_entrypoint():
     text = (ROOT / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM (\S+)", text, re.M)
-    assert stages == ["python:3.11-slim", "python:3.11-slim"]
-    final = text.split("\nFROM ")[-1]
-    assert re.search(r"^USER 65532(:65532)?$", final, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M), "a registry's base by default"
+    stages = re.findall(r"^FROM (\S+) AS (\S+)", text, re.M)
+    assert stages == [("${BASE_IMAGE}", "builder"), ("${BASE_IMAGE}", "runtime"), ("runtime", "sample-agent"),
+                      ("runtime", "operator")]
+    by_stage = dict(zip([n for _, n in stages], re.split(r"^FROM .*$", text, flags=re.M)[1:]))
+    runtime, final = by_stage["runtime"], by_stage["operator"]
+    assert re.search(r"^USER 65532(:65532)?$", runtime, re.M)
+    assert "dgm:x:65532:65532:" in runtime, "a passwd entry: kopf asks for the user name (getpwuid)"
+    assert "import dgm_operator.controller.handlers" in runtime, "the build check imports the runtime modules"
     assert '\nENTRYPOINT ["dgm", "run"]' in final
     assert re.search(r"^EXPOSE 8080 9090$", final, re.M)
-    assert "COPY operator" not in final, "the final stage installs the wheel only"
+    for stage in ("runtime", "sample-agent", "operator"):
+        assert "COPY operator" not in by_stage[stage], "the runtime stages copy the installed packages only"
+    builder = by_stage["builder"]
+    assert "PIP_CONSTRAINT=/src/image-constraints.txt" in builder, "dependencies pinned for the image build"
+    assert "--mount=type=secret,id=ca_bundle" in builder, "the CA bundle is a build secret, not a layer"
+    pins = (ROOT / "image-constraints.txt").read_text()
+    assert re.search(r"^kopf==\S+$", pins, re.M) and re.search(r"^kubernetes==\S+$", pins, re.M)
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:] and "!operator/" in ignore
