@@ -25,6 +25,8 @@ LABEL_REVISION = f"{GROUP}/revision"
 LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ROLE = f"{GROUP}/role"
 LABEL_SANDBOX = f"{GROUP}/sandbox"
+LABEL_PROPOSAL = f"{GROUP}/proposal"  # on proposal Jobs and pods: the candidate name it proposes
+ROLE_PROPOSAL = "proposal"  # LABEL_ROLE of proposal Jobs, their context ConfigMaps and NetworkPolicies
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 ANNOTATION_REVISION = f"{GROUP}/revision"  # on the Deployment's pod template

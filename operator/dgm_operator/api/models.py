@@ -544,6 +544,9 @@ class TokenLedger(WireModel):
     day: Optional[str] = Field(None, description="UTC day of `used` (YYYY-MM-DD).")
     used: Optional[int] = Field(None, ge=0, description="Tokens spent on that day.")
     total: Optional[int] = Field(None, ge=0, description="Tokens spent since the agent was created.")
+    charged: Optional[list[str]] = Field(
+        None, max_length=64, description="The last proposal Jobs counted (so a Job read twice counts once)."
+    )
 
 
 class DGMAgentStatus(WireModel):

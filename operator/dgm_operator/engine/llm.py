@@ -224,7 +224,13 @@ def apply_edits(files: Mapping[str, str], edits: Sequence[Edit]) -> dict[str, st
             known = ", ".join(sorted(files)) or "none"
             raise EditApplyError(f"block {number} (line {edit.line}): there is no file {edit.file!r} (files: {known}); "
                                  "to create a file, give it a block with an empty SEARCH part")
-        work[edit.file] = _replace_once(edit.file, work[edit.file], edit, number)
+        try:
+            work[edit.file] = _replace_once(edit.file, work[edit.file], edit, number)
+        except EditApplyError as exc:
+            if work[edit.file] != files.get(edit.file):
+                raise EditApplyError(f"{exc} (earlier blocks of this reply already changed {edit.file}: "
+                                     "a block matches the file as those blocks left it)") from None
+            raise
     changed = {name: text for name, text in work.items() if files.get(name) != text}
     if not changed:
         raise EditApplyError("the edits change nothing: every REPLACE part equals its SEARCH part")
@@ -342,7 +348,7 @@ def render_context(ctx: Mapping[str, Any]) -> str:
     tests = (parent.get("evaluation") or {}).get("tests")
     if tests:
         out.append("The grader's results for the parent (per-task failures show what goes wrong):")
-        out.append(_fence(truncate(json.dumps(tests, indent=1, sort_keys=True), PROMPT_TESTS_LIMIT), "json"))
+        out.append(_fence(truncate(render_tests(tests), PROMPT_TESTS_LIMIT)))
     out.append("")
 
     rules = ctx.get("rules") or {}
@@ -385,6 +391,20 @@ def render_context(ctx: Mapping[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def render_tests(tests: Mapping[str, Any]) -> str:
+    """The grader's ``tests`` object, compact: scalars on one line, each list item (a
+    per-task failure) on its own line."""
+    scalars = {k: v for k, v in sorted(tests.items()) if not isinstance(v, (list, dict))}
+    lines = [", ".join(f"{k}: {json.dumps(v)}" for k, v in scalars.items())] if scalars else []
+    for key, value in sorted(tests.items()):
+        if isinstance(value, list):
+            lines.append(f"{key} ({len(value)}):")
+            lines.extend(f"- {json.dumps(item, sort_keys=True)}" for item in value)
+        elif isinstance(value, dict):
+            lines.append(f"{key}: {json.dumps(value, sort_keys=True)}")
+    return "\n".join(lines) + "\n"
+
+
 def prompt_files(files: Mapping[str, str], allowed: Sequence[str], protected: Sequence[str]) -> list[PromptFile]:
     """The parent's files the model sees: protected (evaluation) files are left out."""
     out = []
@@ -410,7 +430,7 @@ def rule_lines(rules: Mapping[str, Any]) -> list[str]:
     lines.extend(str(r) for r in rules.get("rejected") or [])
     for p in rules.get("searchSpace") or []:
         if p.get("type") in ("int", "float"):
-            lines.append(f"{p['file']}:{p['key']} stays a {p['type']} in [{_fmt(p.get('min'))}, {_fmt(p.get('max'))}].")
+            lines.append(f"{p['file']}:{p['key']} stays {'an' if p['type'] == 'int' else 'a'} {p['type']} in [{_fmt(p.get('min'))}, {_fmt(p.get('max'))}].")
         elif p.get("type") == "choice":
             lines.append(f"{p['file']}:{p['key']} stays one of: {', '.join(p.get('choices') or [])}.")
         elif p.get("type") == "bool":

@@ -25,18 +25,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Final, Literal, Mapping, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import llm, safety
 from .policies import Decision
-from .types import ImprovementType, SearchParam
+from .types import ImprovementType, ParamType, SearchParam
 
-API_VERSION = "dgm.io/v1alpha1"
-CONTEXT_KIND = "ProposalContext"
-RESULT_KIND = "ProposalResult"
+API_VERSION: Final = "dgm.io/v1alpha1"
+CONTEXT_KIND: Final = "ProposalContext"
+RESULT_KIND: Final = "ProposalResult"
 
 CONTEXT_PATH = "/proposal/context.json"
 OUT_DIR = "/proposal/out"
@@ -197,7 +197,7 @@ def _problems(exc: ValidationError) -> str:
 
 
 def safety_policy(rules: Rules) -> safety.SafetyPolicy:
-    params = tuple(SearchParam(file=p.file, key=p.key, type=p.type, min=p.min, max=p.max, step=p.step,
+    params = tuple(SearchParam(file=p.file, key=p.key, type=ParamType(p.type), min=p.min, max=p.max, step=p.step,
                                choices=tuple(p.choices or ())) for p in rules.search_space)
     return safety.SafetyPolicy(
         allowed_files=tuple(rules.allowed_files or ["**"]),
@@ -336,9 +336,26 @@ def tokens_today(ledger: Mapping[str, Any] | None, now: dt.datetime) -> int:
     return int(ledger.get("used") or 0)
 
 
-def charge(ledger: Mapping[str, Any] | None, tokens: int, now: dt.datetime) -> dict[str, Any]:
-    """The ledger after spending ``tokens`` at ``now`` (a new UTC day starts from zero)."""
-    return {"day": utc_day(now), "used": tokens_today(ledger, now) + max(0, int(tokens))}
+#: proposal Jobs remembered in the ledger, so a Job read twice (after a restart) counts once
+CHARGED_MEMORY = 32
+
+
+def charge(ledger: Mapping[str, Any] | None, tokens: int, now: dt.datetime, job: str | None = None) -> dict[str, Any]:
+    """The ledger ``{day, used, total, charged}`` after proposal Job ``job`` spent ``tokens``
+    at ``now``. A new UTC day starts ``used`` from zero; a Job already in ``charged`` is not
+    counted again (idempotent)."""
+    ledger = dict(ledger or {})
+    charged = list(ledger.get("charged") or [])
+    if job is not None and job in charged:
+        return ledger
+    tokens = max(0, int(tokens))
+    out: dict[str, Any] = {"day": utc_day(now), "used": tokens_today(ledger, now) + tokens,
+                           "total": int(ledger.get("total") or 0) + tokens}
+    if job is not None:
+        charged.append(job)
+    if charged:
+        out["charged"] = charged[-CHARGED_MEMORY:]
+    return out
 
 
 def remaining_tokens(used_today: int, max_per_day: int | None) -> int | None:

@@ -161,8 +161,9 @@ class ChatModel:
             except openai.APIConnectionError as exc:
                 raise ModelCallError("ModelUnreachable", f"{s.base_url} unreachable ({s.max_retries} retries): "
                                      f"{_brief(exc)}") from exc
-            except openai.OpenAIError as exc:  # e.g. a reply that is not a chat completion
-                raise ModelCallError("ModelError", f"{s.base_url}: {_brief(exc)}") from exc
+            except (openai.OpenAIError, ValueError, TypeError) as exc:  # e.g. a body that is not JSON
+                raise ModelCallError("ModelError", f"{s.base_url} answered something that is not a chat "
+                                     f"completion: {type(exc).__name__}: {_brief(exc)}") from exc
         else:  # pragma: no cover - the loop always breaks or raises
             raise ModelCallError("ModelRequestRejected", "the endpoint rejected every request variant")
         choices = getattr(response, "choices", None) or []
@@ -315,7 +316,12 @@ def main(argv: list[str]) -> int:
         return _finish(proposal.failure("InvalidSettings", str(exc)), args.out)
     log.info("model %s at %s; %d files; about %d prompt tokens", settings.model, settings.base_url,
              len(ctx.parent.files), llm.estimate_tokens(llm.render_context(ctx.to_wire())))
-    return _finish(propose(ctx, settings, ChatModel(settings), show_replies=not args.quiet), args.out)
+    try:
+        result = propose(ctx, settings, ChatModel(settings), show_replies=not args.quiet)
+    except Exception as exc:  # a bug or a surprise of the client: still a result, never a silent crash
+        log.exception("the proposer crashed")
+        result = proposal.failure("ProposerCrashed", f"{type(exc).__name__}: {exc}")
+    return _finish(result, args.out)
 
 
 def _finish(result: proposal.ProposalResult, out: str | None) -> int:
