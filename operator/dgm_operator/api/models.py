@@ -96,6 +96,11 @@ class WireModel(BaseModel):
         """The Kubernetes (camelCase, JSON-compatible) form, without unset optional fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    def to_patch(self) -> dict[str, Any]:
+        """A JSON merge patch: only the fields that were set, an explicit None as null
+        (which removes the field on the server)."""
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
 
 Quantity = Union[int, str]
 

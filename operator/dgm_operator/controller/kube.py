@@ -1,4 +1,5 @@
-"""The operator's Kubernetes I/O, kept in one place and kept dumb.
+"""The operator's Kubernetes I/O, kept in one place and kept dumb: the only module that
+imports the Kubernetes client. It implements :class:`~.kubeapi.KubeAPI`.
 
 Reconcilers call these helpers; nothing here decides anything. Creation treats
 AlreadyExists as success (children have deterministic names), writes to objects that Git
@@ -12,13 +13,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
-from . import names
 from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,13 @@ class Kube:
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
+    def ping(self) -> None:
+        """Raises when the API server does not answer (the liveness probe)."""
+        self.core.get_api_resources()
+
     # -- plain dicts out of the typed client ------------------------------------------
     def _dict(self, obj: Any) -> dict[str, Any]:
-        return self.api.sanitize_for_serialization(obj)
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(obj))
 
     # -- custom resources -------------------------------------------------------------
     def get_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -67,7 +71,7 @@ class Kube:
 
     def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -77,7 +81,7 @@ class Kube:
         out = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{constants.LABEL_AGENT}={agent}"
         )
-        return out.get("items", [])
+        return cast(list[dict[str, Any]], out.get("items", []))
 
     def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Create; False when it already exists (a retry after a crash)."""
@@ -100,14 +104,15 @@ class Kube:
         return self._patch_custom(obj, "patch", self.custom.patch_namespaced_custom_object,
                                   {"metadata": dict(metadata)})
 
-    def _patch_custom(self, obj: Mapping[str, Any], verb: str, patch, body: dict[str, Any]) -> dict[str, Any]:
+    def _patch_custom(self, obj: Mapping[str, Any], verb: str, patch: Callable[..., Any],
+                      body: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
         API_WRITES.labels(verb, obj["kind"]).inc()
-        return patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body)
+        return cast(dict[str, Any], patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body))
 
     # -- core objects -------------------------------------------------------------------
-    def _read(self, read, name: str, namespace: str) -> dict[str, Any] | None:
+    def _read(self, read: Callable[[str, str], Any], name: str, namespace: str) -> dict[str, Any] | None:
         """``read(name, namespace)`` as a dict, None when the object does not exist."""
         try:
             return self._dict(read(name, namespace))

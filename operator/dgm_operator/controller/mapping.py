@@ -9,20 +9,20 @@ from typing import Any, Mapping, Sequence
 
 from ..api import models as api
 from ..engine import safety as engine_safety
-from ..engine.types import CandidateRecord, Finding, MetricSpec, SearchParam, Severity
+from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam, Severity
 
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 def metric_specs(agent: api.DGMAgent) -> list[MetricSpec]:
-    return [MetricSpec(m.name, m.goal.value, m.weight, m.unit) for m in agent.spec.evaluation.metrics]
+    return [MetricSpec(m.name, m.goal, m.weight, m.unit) for m in agent.spec.evaluation.metrics]
 
 
 def search_space(agent: api.DGMAgent) -> list[SearchParam]:
     out = []
     for p in agent.spec.proposer.search_space or []:
         out.append(SearchParam(
-            file=p.file, key=p.key, type=p.type.value, min=p.min, max=p.max, step=p.step,
+            file=p.file, key=p.key, type=p.type, min=p.min, max=p.max, step=p.step,
             choices=tuple(p.choices or ()), hints={k: v.value if hasattr(v, "value") else v for k, v in (p.hints or {}).items()},
         ))
     return out
@@ -96,8 +96,9 @@ def parse_result(message: str | None) -> tuple[dict[str, float] | None, dict[str
             metrics = None
     samples = {k: [float(x) for x in v] for k, v in (payload.get("samples") or {}).items()
                if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)}
-    tests = payload.get("tests") if isinstance(payload.get("tests"), dict) else {}
-    return metrics, samples, tests, payload.get("error")
+    tests = payload["tests"] if isinstance(payload.get("tests"), dict) else {}
+    error = payload.get("error")
+    return metrics, samples, tests, str(error) if error is not None else None
 
 
 def candidate_record(obj: Mapping[str, Any], order: float) -> CandidateRecord:
@@ -107,7 +108,7 @@ def candidate_record(obj: Mapping[str, Any], order: float) -> CandidateRecord:
     return CandidateRecord(
         name=obj["metadata"]["name"],
         parent=spec.get("parent") or None,
-        phase=status.get("phase") or "Proposed",
+        phase=Phase(status.get("phase") or Phase.PROPOSED.value),
         metrics=metrics,
         score=validation.get("improvementScore"),
         reason=status.get("reason"),

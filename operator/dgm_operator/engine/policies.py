@@ -6,20 +6,25 @@ policies in order and the first hit wins (:func:`evaluate_chain`). Reasons are C
 (the Kubernetes condition convention) and are what the operator writes to
 ``status.reason`` and the conditions.
 
-Chains:
+Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
-* :data:`AGENT_CHAIN`: may the agent start a new candidate? (AgentPaused, ConcurrencyLimitReached)
+* :data:`USER_ACTION_CHAIN`: an imperative action on a candidate (RejectedByUser)
+* :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused, ConcurrencyLimitReached)
 * :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange)
-* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (EvaluationFailed,
-  DeadlineExceeded, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
-  ImprovementValidated)
-* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval)
-* :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (Regression)
+* :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (ConcurrencyLimitReached)
+* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (DeadlineExceeded,
+  EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
+  ImprovementValidated); a stage that is not the last one answers None when it passes
+* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval, AgentPaused)
+* :data:`ROLLOUT_CHAIN`: an applied revision's rollout (RolloutFailed)
+* :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (VerificationInconclusive,
+  Regression, Verified)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from .types import Finding
@@ -42,11 +47,13 @@ class Facts:
     safety_score: float | None = None
     safety_threshold: float = 0.8
     findings: Sequence[Finding] = ()
+    # user actions
+    user_action: str | None = None
+    phase: str | None = None
     # evaluation
     evaluation_failed: bool = False
     failure_message: str = ""
-    now: float | None = None
-    started_at: float | None = None
+    job_reason: str = ""
     timeout_seconds: float | None = None
     metrics: Mapping[str, float] | None = None
     required_metrics: Sequence[str] = ()
@@ -59,13 +66,21 @@ class Facts:
     # apply
     auto_apply: bool = False
     approved: bool = False
-    # post-apply
+    # rollout and post-apply
+    revision: int | None = None
+    rollout: str | None = None
+    post_apply_metrics_usable: bool = True
     post_apply_improvement: float | None = None
     regression_tolerance: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 Policy = Callable[[Facts], "Decision | None"]
+
+
+def rejected_by_user(f: Facts) -> Decision | None:
+    if f.user_action == "reject" and f.phase in ("Proposed", "Validated"):
+        return Decision("RejectedByUser", "rejected through the dgm.io/action annotation")
+    return None
 
 
 def agent_paused(f: Facts) -> Decision | None:
@@ -104,12 +119,11 @@ def evaluation_failed(f: Facts) -> Decision | None:
 
 
 def deadline_exceeded(f: Facts) -> Decision | None:
-    if None in (f.now, f.started_at, f.timeout_seconds):
-        return None
-    elapsed = f.now - f.started_at
-    if elapsed > f.timeout_seconds:
-        return Decision("DeadlineExceeded",
-                        f"evaluation ran {elapsed:.0f}s > timeoutSeconds {f.timeout_seconds:.0f}")
+    """The Job's activeDeadlineSeconds ended it (the Job controller's reason)."""
+    if f.evaluation_failed and f.job_reason == "DeadlineExceeded":
+        limit = f" {f.timeout_seconds:.0f}s" if f.timeout_seconds is not None else ""
+        return Decision("DeadlineExceeded", f"{f.failure_message}: the evaluation exceeded its deadline "
+                                            f"(activeDeadlineSeconds{limit}, spec.evaluation.timeoutSeconds)")
     return None
 
 
@@ -162,6 +176,19 @@ def awaiting_approval(f: Facts) -> Decision | None:
     return None
 
 
+def rollout_failed(f: Facts) -> Decision | None:
+    if f.rollout == "failed":
+        return Decision("RolloutFailed", f"revision {f.revision} did not progress (ProgressDeadlineExceeded)")
+    return None
+
+
+def verification_inconclusive(f: Facts) -> Decision | None:
+    if not f.post_apply_metrics_usable:
+        return Decision("VerificationInconclusive",
+                        "the post-apply evaluation produced no usable metrics; keeping the revision")
+    return None
+
+
 def regression(f: Facts) -> Decision | None:
     if f.post_apply_improvement is None:
         return None
@@ -172,18 +199,26 @@ def regression(f: Facts) -> Decision | None:
     return None
 
 
-def _finite(value) -> bool:
-    import math
+def verified(f: Facts) -> Decision | None:
+    if f.post_apply_improvement is None:
+        return None
+    return Decision("Verified", f"post-apply score {f.post_apply_improvement:.4f} against the previous revision")
+
+
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-AGENT_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
+USER_ACTION_CHAIN: tuple[Policy, ...] = (rejected_by_user,)
+PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
 SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold,)
+ADMISSION_CHAIN: tuple[Policy, ...] = (concurrency_limit_reached,)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
-    evaluation_failed, deadline_exceeded, metrics_unavailable, stage_failed, insufficient_improvement, validated,
+    deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
 )
-APPLY_CHAIN: tuple[Policy, ...] = (awaiting_approval,)
-POST_APPLY_CHAIN: tuple[Policy, ...] = (regression,)
+APPLY_CHAIN: tuple[Policy, ...] = (awaiting_approval, agent_paused)
+ROLLOUT_CHAIN: tuple[Policy, ...] = (rollout_failed,)
+POST_APPLY_CHAIN: tuple[Policy, ...] = (verification_inconclusive, regression, verified)
 
 
 def evaluate_chain(chain: Iterable[Policy], facts: Facts) -> Decision | None:
