@@ -46,6 +46,8 @@ class FakeKube:
         self.writes: list[Write] = []
         self.events: list[tuple[str, str, str, bool]] = []  # (object name, reason, message, warning)
         self.pod_messages: dict[str, tuple[str | None, int | None]] = {}
+        self.container_logs: dict[tuple[str, str], str] = {}  # (job, container) -> log
+        self.container_messages: dict[tuple[str, str], tuple[str | None, int | None]] = {}
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
         self._created = itertools.count(1)
@@ -162,6 +164,23 @@ class FakeKube:
 
     def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
         return self.pod_messages.get(job_name, (None, None))
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                if kind == "job" and ns == namespace
+                and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
+    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+        return self._patch({"kind": "Job", "metadata": {"namespace": namespace, "name": name}}, "patch",
+                           {"metadata": {"annotations": dict(annotations)}})
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        log = self.container_logs.get((job_name, container))
+        return None if log is None else log.encode()[:limit_bytes].decode("utf-8", "replace")
+
+    def job_container_message(self, namespace: str, job_name: str, container: str) -> tuple[str | None, int | None]:
+        return self.container_messages.get((job_name, container), (None, None))
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append((obj["metadata"]["name"], reason, message, warning))

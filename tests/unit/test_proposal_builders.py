@@ -34,7 +34,7 @@ USER_JOB = api.JobProposerSpec.model_validate({
 def llm_job() -> dict:
     return pb.proposal_job(
         name=names.proposal_job("qa", 7), namespace="ns", owner=AGENT_OWNER, agent="qa", candidate="qa-g7",
-        propose=pb.llm_propose_container(LLM, image="dgm-operator:0.1.0", token_budget=150000),
+        parent="qa-g3", propose=pb.llm_propose_container(LLM, image="dgm-operator:0.1.0", token_budget=150000),
         result_image="dgm-operator:0.1.0", deadline_seconds=pb.deadline_seconds(
             api.ProposerSpec(type="llm", llm=LLM)))
 
@@ -50,7 +50,7 @@ def test_llm_job_matches_its_golden_manifest() -> None:
 def test_user_job_matches_its_golden_manifest() -> None:
     job = pb.proposal_job(
         name=names.proposal_job("qa", 7), namespace="ns", owner=AGENT_OWNER, agent="qa", candidate="qa-g7",
-        propose=pb.job_propose_container(USER_JOB), result_image="dgm-operator:0.1.0",
+        parent=None, propose=pb.job_propose_container(USER_JOB), result_image="dgm-operator:0.1.0",
         deadline_seconds=pb.deadline_seconds(api.ProposerSpec(type="job", job=USER_JOB)),
         sandbox=api.SandboxSpec(runtime_class_name="gvisor"))
     check_golden(DATA / "job_user.golden.yaml", dump(job))

@@ -33,6 +33,8 @@ ANNOTATION_REVISION = f"{GROUP}/revision"  # on the Deployment's pod template
 ANNOTATION_ACTION = f"{GROUP}/action"  # on candidates: approve | reject (imperative, not in Git)
 ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to"  # on agents: imperative rollback request
 ANNOTATION_PROPOSE = f"{GROUP}/propose"  # on agents: any new value asks for one proposal now
+ANNOTATION_PARENT = f"{GROUP}/parent"  # on proposal Jobs: the parent candidate ("" = the baseline)
+ANNOTATION_PROPOSAL_RESULT = f"{GROUP}/proposal-result"  # on proposal Jobs: set once the result was read
 
 # -- named sets of candidate phases ------------------------------------------------------
 #: count against the agent's maxConcurrentCandidates (not yet decided)

@@ -573,6 +573,7 @@ class DGMAgentStatus(WireModel):
         None, description="The last rollback request acted upon (spec.rollbackToRevision or the dgm.io/rollback-to annotation)."
     )
     handled_propose: Optional[str] = Field(None, description="The last dgm.io/propose annotation value acted upon.")
+    proposals_in_flight: Optional[int] = Field(None, ge=0, description="Proposal Jobs running or not read back yet (llm and job proposers).")
     tokens: Optional["TokenLedger"] = Field(None, description="Model tokens spent by proposals (llm and job proposers).")
 
 

@@ -51,4 +51,21 @@ class KubeAPI(Protocol):
         """The terminated container's message and exit code of the Job's newest pod."""
         ...
 
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
+        """Jobs matching a label selector."""
+        ...
+
+    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> Obj:
+        """Merge-patch annotations onto a Job."""
+        ...
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        """At most ``limit_bytes`` of one container's log in the Job's newest pod; None when
+        there is no pod (or the log cannot be read)."""
+        ...
+
+    def job_container_message(self, namespace: str, job_name: str, container: str) -> tuple[str | None, int | None]:
+        """The termination message and exit code of one (init) container of the Job's newest pod."""
+        ...
+
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...

@@ -38,6 +38,8 @@ LLM_REQUESTS = {"cpu": "50m", "memory": "96Mi"}
 RESULT_LIMITS = {"cpu": "200m", "memory": "128Mi"}
 RESULT_REQUESTS = {"cpu": "10m", "memory": "32Mi"}
 DNS_PORT = 53
+#: finished proposal Jobs (and the model's replies in their logs) are kept a day
+PROPOSAL_JOB_TTL_SECONDS = 86400
 
 _SECURITY = {
     "allowPrivilegeEscalation": False,
@@ -160,13 +162,15 @@ def proposal_job(
     owner: Mapping[str, Any],
     agent: str,
     candidate: str,
+    parent: str | None,
     propose: Mapping[str, Any],
     result_image: str,
     deadline_seconds: int,
     sandbox: api.SandboxSpec | None = None,
 ) -> dict[str, Any]:
     """The proposal Job: ``propose`` (init container) then ``result``; no token, restricted
-    settings, a deadline, no retries, a TTL."""
+    settings, a deadline, no retries, a TTL. ``parent`` (None: the current revision) is kept
+    in an annotation for the candidate the result becomes."""
     lbls = labels(agent, candidate)
     sandbox = sandbox or api.SandboxSpec()
     pod_spec: dict[str, Any] = {
@@ -197,11 +201,12 @@ def proposal_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": lbls, "ownerReferences": [dict(owner)]},
+        "metadata": {"name": name, "namespace": namespace, "labels": lbls, "ownerReferences": [dict(owner)],
+                     "annotations": {constants.ANNOTATION_PARENT: parent or ""}},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": int(deadline_seconds),
-            "ttlSecondsAfterFinished": builders.JOB_TTL_SECONDS,
+            "ttlSecondsAfterFinished": PROPOSAL_JOB_TTL_SECONDS,
             "template": {"metadata": {"labels": {**(sandbox.pod_labels or {}), **lbls}}, "spec": pod_spec},
         },
     }

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import llm, safety
+from . import llm, policies, safety
 from .policies import Decision
 from .types import ImprovementType, ParamType, SearchParam
 
@@ -363,14 +363,10 @@ def remaining_tokens(used_today: int, max_per_day: int | None) -> int | None:
 
 
 def token_budget_exhausted(used_today: int, max_per_day: int | None, now: dt.datetime) -> Decision | None:
-    """The policy behind ``spec.proposer.llm.maxTokensPerDay``: once the day's tokens reach
-    the limit, no proposal starts until the next UTC day."""
-    if max_per_day is None or used_today < max_per_day:
-        return None
-    resume = next_utc_day(now).isoformat().replace("+00:00", "Z")
-    return Decision("TokenBudgetExhausted",
-                    f"{used_today} tokens spent on {utc_day(now)} (UTC) >= maxTokensPerDay {max_per_day}: "
-                    f"proposals pause until {resume}")
+    """The policy behind ``spec.proposer.llm.maxTokensPerDay`` (:func:`.policies.token_budget_exhausted`,
+    part of the PROPOSAL_CHAIN) on plain values."""
+    return policies.token_budget_exhausted(policies.Facts(tokens_today=used_today, max_tokens_per_day=max_per_day,
+                                                          now=now))
 
 
 # ------------------------------------------------------------------------------ the deadline

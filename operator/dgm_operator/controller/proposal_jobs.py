@@ -1,0 +1,173 @@
+"""Proposals that run as Jobs (``proposer.type: llm`` and ``job``): start one, read the
+finished ones back. Nothing here waits: a pass starts a Job and returns; the Job's
+completion reconciles the agent again (``handlers.job_event``), and that pass reads it.
+
+Order of writes, so that a crash at any point neither loses the tokens nor duplicates a
+candidate:
+
+* start: the agent's proposal counter first (``status.proposals``: the number names the Job
+  and the candidate), then the Job, its NetworkPolicy and its context ConfigMap (a pod cannot
+  start before the ConfigMap exists; a crash before it leaves a Job that ends at its deadline
+  and is read back as a failure);
+* read back: the token ledger on the agent (idempotent: it remembers the Jobs it counted),
+  then the candidate (AlreadyExists is success) and its ``status.proposal``, then the Job's
+  ``dgm.io/proposal-result`` annotation, which takes it out of the in-flight set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import constants
+from ..api import models as api
+from ..engine import proposal
+from . import builders, names, proposal_builders as pb
+from . import metrics as telemetry
+from .context import Context
+from .jobs import JobState, job_state
+from .kubeapi import Obj
+from .observed import AgentView
+from .proposals import select_origin
+
+
+def runs_as_job(agent: api.DGMAgent) -> bool:
+    return agent.spec.proposer.type.value in ("llm", "job")
+
+
+def selector(agent: str) -> str:
+    return f"{constants.LABEL_AGENT}={agent},{constants.LABEL_ROLE}={constants.ROLE_PROPOSAL}"
+
+
+def unread(jobs: list[Obj]) -> list[Obj]:
+    """Proposal Jobs whose result has not been read yet (running, or finished and waiting)."""
+    return [j for j in jobs if constants.ANNOTATION_PROPOSAL_RESULT not in (j["metadata"].get("annotations") or {})]
+
+
+def tokens_today(ctx: Context, view: AgentView) -> int:
+    ledger = view.status.tokens.to_wire() if view.status.tokens else None
+    return proposal.tokens_today(ledger, ctx.now_datetime())
+
+
+def max_tokens_per_day(agent: api.DGMAgent) -> int | None:
+    llm = agent.spec.proposer.llm
+    return llm.max_tokens_per_day if llm is not None and agent.spec.proposer.type.value == "llm" else None
+
+
+@dataclass
+class Outcome:
+    created: bool
+    message: str
+
+
+def read_finished(ctx: Context, view: AgentView) -> tuple[int, list[Outcome]]:
+    """Read every finished, unread proposal Job of the agent. Returns (Jobs still running,
+    what the finished ones became)."""
+    running, outcomes = 0, []
+    for job in unread(ctx.kube.list_jobs(view.namespace, selector(view.name))):
+        state, reason = job_state(job)
+        if state is JobState.RUNNING:
+            running += 1
+            continue
+        outcomes.append(_read(ctx, view, job, state, reason))
+    return running, outcomes
+
+
+def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: str) -> Outcome:
+    namespace, job_name = view.namespace, job["metadata"]["name"]
+    meta = job["metadata"]
+    candidate = (meta.get("labels") or {}).get(constants.LABEL_PROPOSAL) or job_name
+    parent = (meta.get("annotations") or {}).get(constants.ANNOTATION_PARENT) or None
+    if state is JobState.SUCCEEDED:
+        log = ctx.kube.job_container_log(namespace, job_name, pb.RESULT_CONTAINER, proposal.MAX_RESULT_LOG_BYTES + 1)
+        result = pb.outcome("succeeded", job_reason, log, read_error="no pod or no log")
+    else:
+        message, _ = ctx.kube.job_container_message(namespace, job_name, pb.PROPOSE_CONTAINER)
+        result = pb.outcome("failed", job_reason, None, propose_message=message)
+    _charge(ctx, view, job_name, result)
+    if result.ok:
+        ctx.kube.create_candidate(namespace, pb.candidate_body(view.obj, name=candidate, parent=parent, result=result))
+        created = ctx.kube.get_candidate(namespace, candidate)
+        if created is not None:
+            ctx.kube.patch_status(created, {"proposal": pb.proposal_status(result, job_name)})
+        u = result.usage
+        ctx.kube.event(view.obj, "CandidateProposed",
+                       f"{candidate} from {parent or 'the baseline'} ({u.total_tokens} tokens): {result.description}"[:1000])
+        ctx.kube.annotate_job(namespace, job_name, {constants.ANNOTATION_PROPOSAL_RESULT: candidate})
+        return Outcome(True, f"proposed {candidate} from {parent or 'the baseline'} by Job {job_name}")
+    message = pb.failure_message(result)
+    ctx.kube.event(view.obj, "ProposerFailed", f"Job {job_name}: {message}"[:1000], warning=True)
+    ctx.kube.annotate_job(namespace, job_name, {constants.ANNOTATION_PROPOSAL_RESULT: f"failed: {result.reason}"})
+    return Outcome(False, f"proposal Job {job_name} failed: {message}")
+
+
+def _charge(ctx: Context, view: AgentView, job_name: str, result: proposal.ProposalResult) -> None:
+    """Count the Job's tokens on the agent's ledger, once, before anything else is written."""
+    ledger = view.status.tokens.to_wire() if view.status.tokens else None
+    if job_name in ((ledger or {}).get("charged") or []):
+        return
+    u = result.usage
+    updated = proposal.charge(ledger, u.total_tokens, ctx.now_datetime(), job=job_name)
+    view.obj = ctx.kube.patch_status(view.obj, {"tokens": updated})
+    view.status.tokens = api.TokenLedger.model_validate(updated)
+    telemetry.count_proposal(view.namespace, view.name, prompt_tokens=u.prompt_tokens,
+                             completion_tokens=u.completion_tokens, error_reason=result.reason if not result.ok else None)
+
+
+def start(ctx: Context, view: AgentView) -> tuple[bool, str]:
+    """Start proposal number ``status.proposals + 1`` as a Job. (started, what happened)."""
+    namespace, name, agent = view.namespace, view.name, view.agent
+    origin = select_origin(ctx, view)
+    candidate = names.proposed_candidate(name, origin.number)
+    job_name = names.proposal_job(name, origin.number)
+    parent_obj = ctx.kube.get_candidate(namespace, origin.parent) if origin.parent else None
+    try:
+        context = pb.build_context(agent, proposal_name=candidate, parent_files=origin.working_files,
+                                   parent=parent_obj, candidates=view.candidates)
+        propose = _propose_container(ctx, view)
+        deadline = pb.deadline_seconds(agent.spec.proposer)
+        egress = _egress(agent)
+    except ValueError as exc:
+        ctx.kube.event(view.obj, "ProposerFailed", str(exc), warning=True)
+        return False, f"proposer {agent.spec.proposer.type.value} failed: {exc}"
+    # the counter first: the number names the Job, so a restart never reuses it
+    marks: dict[str, Any] = {"proposals": origin.number, "lastProposalTime": ctx.now()}
+    requested = view.annotation(constants.ANNOTATION_PROPOSE)
+    if requested:
+        marks["handledPropose"] = requested
+    view.obj = ctx.kube.patch_status(view.obj, marks)
+    view.status = api.DGMAgentStatus.model_validate(view.obj.get("status") or {})
+    ctx.kube.create(pb.proposal_job(
+        name=job_name, namespace=namespace, owner=builders.owner_reference(view.obj), agent=name, candidate=candidate,
+        parent=origin.parent, propose=propose, result_image=ctx.proposer_image, deadline_seconds=deadline,
+        sandbox=agent.spec.evaluation.sandbox))
+    job = ctx.kube.get_job(namespace, job_name)
+    if job is None:  # deleted at once by someone: the next pass proposes again
+        return False, f"proposal Job {job_name} vanished after its creation"
+    owner = builders.owner_reference(job)
+    ctx.kube.create(pb.proposal_network_policy(job_name, namespace, owner=owner, agent=name, candidate=candidate,
+                                               egress=egress))
+    ctx.kube.create(pb.context_configmap(job_name, namespace, proposal.context_document(context), owner=owner,
+                                         agent=name, candidate=candidate))
+    origin_name = origin.parent or "the baseline"
+    ctx.kube.event(view.obj, "ProposalStarted", f"Job {job_name} proposes {candidate} from {origin_name}")
+    return True, f"proposal Job {job_name} started from {origin_name}"
+
+
+def _egress(agent: api.DGMAgent) -> list[dict[str, Any]]:
+    spec = agent.spec.proposer
+    if spec.type.value == "llm" and spec.llm is not None:
+        return pb.llm_egress(spec.llm)
+    return pb.job_egress(spec.job) if spec.job is not None else []
+
+
+def _propose_container(ctx: Context, view: AgentView) -> dict[str, Any]:
+    spec = view.agent.spec.proposer
+    if spec.type.value == "llm":
+        if spec.llm is None:
+            raise ValueError("proposer.llm is required when proposer.type is llm")
+        budget = proposal.remaining_tokens(tokens_today(ctx, view), spec.llm.max_tokens_per_day)
+        return pb.llm_propose_container(spec.llm, image=ctx.proposer_image, token_budget=budget)
+    if spec.job is None:
+        raise ValueError("proposer.job is required when proposer.type is job")
+    return pb.job_propose_container(spec.job)
