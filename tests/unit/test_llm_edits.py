@@ -143,8 +143,9 @@ def test_classify_search_space_files_as_parameter_tuning() -> None:
 def test_usage_from_the_api_and_estimated_when_absent() -> None:
     u = llm.usage_from_api({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}, [], "")
     assert (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated) == (10, 5, 15, False)
-    e = llm.usage_from_api(None, [{"role": "user", "content": "x" * 400}], "y" * 40)
+    e = llm.usage_from_api(None, [{"role": "user", "content": "x" * 350}], "y" * 35)
     assert (e.prompt_tokens, e.completion_tokens, e.estimated) == (100, 10, True)
+    assert llm.estimate_tokens("é" * 7) == 4  # bytes, not characters: 14 / 3.5
     total = u + e
     assert total.total_tokens == 125 and total.calls == 2 and total.estimated
 
