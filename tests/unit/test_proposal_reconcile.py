@@ -11,6 +11,7 @@ from test_reconcilers import GOOD, NS, World
 
 from dgm_operator.api import constants
 from dgm_operator.controller import metrics, names
+from dgm_operator.controller.kubeapi import ContainerEnd
 from dgm_operator.controller import proposal_builders as pb
 from dgm_operator.engine import proposal
 
@@ -136,10 +137,12 @@ def test_a_bad_reply_ends_as_proposer_failed_with_the_reason_and_its_tokens() ->
 def test_a_failed_job_and_an_unreadable_log_are_proposer_failures() -> None:
     w = llm_world()
     ask(w)
-    w.kube.container_messages[(JOB, pb.PROPOSE_CONTAINER)] = ("Traceback\nMemoryError", 137)
-    finish(w, None, succeeded=False, reason="BackoffLimitExceeded")
+    w.kube.finish_job(NS, JOB, succeeded=False, reason="BackoffLimitExceeded", containers={
+        pb.PROPOSE_CONTAINER: ContainerEnd("Traceback\nMemoryError", 137, "OOMKilled")})
+    w.rec.reconcile_agent(NS, "toy")
     cond = w.agent_condition("Improving")
-    assert cond["reason"] == "ProposerFailed" and "ProposalJobFailed" in cond["message"] and "MemoryError" in cond["message"]
+    assert cond["reason"] == "ProposerFailed" and "ProposalJobFailed" in cond["message"]
+    assert "OOMKilled exit code 137 Traceback MemoryError" in cond["message"]
     w.clock.t += 600 * 60
     w.rec.reconcile_agent(NS, "toy")  # the next proposal after the interval
     job2 = names.proposal_job("toy", 2)

@@ -82,7 +82,11 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
         log = ctx.kube.job_container_log(namespace, job_name, pb.RESULT_CONTAINER, proposal.MAX_RESULT_LOG_BYTES + 1)
         result = pb.outcome("succeeded", job_reason, log, read_error="no pod or no log")
     else:
-        message, _ = ctx.kube.job_container_message(namespace, job_name, pb.PROPOSE_CONTAINER)
+        end = ctx.kube.job_pod_containers(namespace, job_name).get(pb.PROPOSE_CONTAINER)
+        message = None
+        if end is not None:
+            message = " ".join(x for x in (end.reason, f"exit code {end.exit_code}" if end.exit_code else "",
+                                           end.message or "") if x)
         result = pb.outcome("failed", job_reason, None, propose_message=message)
     _charge(ctx, view, job_name, result)
     if result.ok:
