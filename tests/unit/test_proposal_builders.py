@@ -182,3 +182,15 @@ def test_candidate_body_and_status_from_a_result() -> None:
     api.ProposalStatus.model_validate(status)
     assert status == {"jobName": "qa-g7-propose", "model": "m", "calls": 2,
                       "tokens": {"prompt": 10, "completion": 3, "total": 13}}
+
+
+def test_the_llm_examples_parse_and_build() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples" / "llm"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.name for f in files} == {"dgmagent-vllm.yaml", "dgmagent-hosted.yaml", "dgmagent-job.yaml"}
+    for f in files:
+        agent = api.DGMAgent.model_validate(yaml.safe_load(f.read_text()))
+        spec = agent.spec.proposer
+        assert spec.type.value in ("llm", "job") and pb.deadline_seconds(spec) > 0
+        egress = pb.llm_egress(spec.llm) if spec.llm else pb.job_egress(spec.job)  # type: ignore[arg-type]
+        assert egress, f.name

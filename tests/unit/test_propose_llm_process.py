@@ -281,3 +281,22 @@ def test_the_result_program_turns_a_broken_output_into_a_failure(tmp_path: Path,
     assert printed.returncode == 0
     back = proposal.parse_result_log(printed.stdout)
     assert back.reason == reason
+
+
+def test_an_endpoint_that_wants_max_completion_tokens_gets_it(tmp_path: Path) -> None:
+    rejected = {"status": 400, "content": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                          "Use 'max_completion_tokens' instead."}
+    with serve(rejected, {"content": DIAGNOSIS}, {"content": GOOD_EDIT}) as standin:
+        proc, result = run(tmp_path, standin, env={"DGM_LLM_MAX_TOKENS": "500"}, inprocess=True)
+    assert result is not None and result.ok, proc.stderr
+    bodies = [r["body"] for r in standin.script.received]
+    assert bodies[0]["max_tokens"] == 500 and "max_completion_tokens" not in bodies[0]
+    assert all(b["max_completion_tokens"] == 500 and "max_tokens" not in b for b in bodies[1:])
+    assert "switching" in proc.stderr
+
+
+def test_a_rejected_request_is_a_failure_with_the_servers_words(tmp_path: Path) -> None:
+    with serve({"status": 401, "content": "invalid api key"}) as standin:
+        proc, result = run(tmp_path, standin, inprocess=True)
+    assert result is not None and result.reason == "ModelError" and "HTTP 401" in result.error
+    assert "invalid api key" in result.error and len(standin.script.received) == 1
