@@ -178,14 +178,20 @@ class FakeKube:
         return None
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        wanted = dict(part.split("=", 1) for part in selector.split(","))
-        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
-                if kind == "job" and ns == namespace
-                and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+        """Equality (``k=v``) and absence (``!k``) terms, as the API server reads them."""
+        terms = selector.split(",")
+        wanted = dict(t.split("=", 1) for t in terms if "=" in t)
+        absent = [t[1:] for t in terms if t.startswith("!")]
 
-    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+        def matches(labels: dict[str, str]) -> bool:
+            return all(labels.get(k) == v for k, v in wanted.items()) and not any(k in labels for k in absent)
+
+        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                if kind == "job" and ns == namespace and matches(o["metadata"].get("labels") or {})]
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         return self._patch({"kind": "Job", "metadata": {"namespace": namespace, "name": name}}, "patch",
-                           {"metadata": {"annotations": dict(annotations)}})
+                           {"metadata": dict(metadata)})
 
     def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
         log = self.container_logs.get((job_name, container))

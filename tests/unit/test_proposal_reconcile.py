@@ -97,7 +97,9 @@ def test_the_result_becomes_a_candidate_with_its_tokens() -> None:
     assert st["tokens"]["used"] == 1000 and st["tokens"]["total"] == 1000 and st["tokens"]["charged"] == [JOB]
     assert st["proposalsInFlight"] == 0
     assert w.agent_condition("Improving")["reason"] == "Proposed"
-    assert w.kube.get_job(NS, JOB)["metadata"]["annotations"][constants.ANNOTATION_PROPOSAL_RESULT] == "toy-g1"
+    job = w.kube.get_job(NS, JOB)
+    assert job["metadata"]["annotations"][constants.ANNOTATION_PROPOSAL_RESULT] == "toy-g1"
+    assert job["metadata"]["labels"][constants.LABEL_PROPOSAL_READ] == "true"
     assert metrics.PROPOSER_TOKENS.labels(NS, "toy", "prompt")._value.get() == before + 900
     # the candidate then goes through the usual lifecycle
     w.run("toy-g1")
@@ -109,7 +111,7 @@ def test_reading_a_result_again_changes_nothing() -> None:
     ask(w)
     finish(w, result_log())
     # a crash after the ledger and the candidate, before the Job was marked read
-    del w.kube.objects[("job", NS, JOB)]["metadata"]["annotations"][constants.ANNOTATION_PROPOSAL_RESULT]
+    del w.kube.objects[("job", NS, JOB)]["metadata"]["labels"][constants.LABEL_PROPOSAL_READ]
     w.rec.reconcile_agent(NS, "toy")
     assert w.agent_status()["tokens"]["used"] == 1000
     assert len([x for x in w.kube.writes_of("create", "ImprovementCandidate")]) == 2  # the retry met AlreadyExists

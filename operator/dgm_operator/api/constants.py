@@ -34,7 +34,8 @@ ANNOTATION_ACTION = f"{GROUP}/action"  # on candidates: approve | reject (impera
 ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to"  # on agents: imperative rollback request
 ANNOTATION_PROPOSE = f"{GROUP}/propose"  # on agents: any new value asks for one proposal now
 ANNOTATION_PARENT = f"{GROUP}/parent"  # on proposal Jobs: the parent candidate ("" = the baseline)
-ANNOTATION_PROPOSAL_RESULT = f"{GROUP}/proposal-result"  # on proposal Jobs: set once the result was read
+ANNOTATION_PROPOSAL_RESULT = f"{GROUP}/proposal-result"  # on proposal Jobs: what the read result became
+LABEL_PROPOSAL_READ = f"{GROUP}/proposal-read"  # on proposal Jobs: "true" once the result was read
 
 # -- named sets of candidate phases ------------------------------------------------------
 #: count against the agent's maxConcurrentCandidates (not yet decided)

@@ -186,9 +186,9 @@ class Kube:
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return [self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
 
-    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
         API_WRITES.labels("patch", "Job").inc()
-        return self._dict(self.batch.patch_namespaced_job(name, namespace, {"metadata": {"annotations": dict(annotations)}}))
+        return self._dict(self.batch.patch_namespaced_job(name, namespace, {"metadata": dict(metadata)}))
 
     def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
         """At most ``limit_bytes`` of a container's log (``pods/log``) in the Job's newest pod."""

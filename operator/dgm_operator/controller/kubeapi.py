@@ -70,8 +70,8 @@ class KubeAPI(Protocol):
         """Jobs matching a label selector."""
         ...
 
-    def annotate_job(self, namespace: str, name: str, annotations: Mapping[str, str]) -> Obj:
-        """Merge-patch annotations onto a Job."""
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:
+        """Merge-patch a Job's metadata (labels, annotations)."""
         ...
 
     def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:

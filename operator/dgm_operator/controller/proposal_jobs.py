@@ -11,7 +11,8 @@ candidate:
   and is read back as a failure);
 * read back: the token ledger on the agent (idempotent: it remembers the Jobs it counted),
   then the candidate (AlreadyExists is success) and its ``status.proposal``, then the Job's
-  ``dgm.io/proposal-result`` annotation, which takes it out of the in-flight set.
+  ``dgm.io/proposal-read`` label (and a ``dgm.io/proposal-result`` annotation saying what it
+  became), which takes it out of the list of Jobs in flight.
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ def runs_as_job(agent: api.DGMAgent) -> bool:
     return agent.spec.proposer.type.value in ("llm", "job")
 
 
-def selector(agent: str) -> str:
-    return f"{constants.LABEL_AGENT}={agent},{constants.LABEL_ROLE}={constants.ROLE_PROPOSAL}"
+def unread_selector(agent: str) -> str:
+    """The agent's proposal Jobs whose result has not been read yet (running, or finished and
+    waiting): read ones carry the dgm.io/proposal-read label and stay out of the list."""
+    return (f"{constants.LABEL_AGENT}={agent},{constants.LABEL_ROLE}={constants.ROLE_PROPOSAL},"
+            f"!{constants.LABEL_PROPOSAL_READ}")
 
 
-def unread(jobs: list[Obj]) -> list[Obj]:
-    """Proposal Jobs whose result has not been read yet (running, or finished and waiting)."""
-    return [j for j in jobs if constants.ANNOTATION_PROPOSAL_RESULT not in (j["metadata"].get("annotations") or {})]
+def _mark_read(ctx: Context, namespace: str, job_name: str, outcome: str) -> None:
+    ctx.kube.patch_job_metadata(namespace, job_name, {
+        "labels": {constants.LABEL_PROPOSAL_READ: "true"},
+        "annotations": {constants.ANNOTATION_PROPOSAL_RESULT: outcome}})
 
 
 def tokens_today(ctx: Context, view: AgentView) -> int:
@@ -64,7 +69,7 @@ def read_finished(ctx: Context, view: AgentView) -> tuple[int, list[Outcome]]:
     """Read every finished, unread proposal Job of the agent. Returns (Jobs still running,
     what the finished ones became)."""
     running, outcomes = 0, []
-    for job in unread(ctx.kube.list_jobs(view.namespace, selector(view.name))):
+    for job in ctx.kube.list_jobs(view.namespace, unread_selector(view.name)):
         state, reason = job_state(job)
         if state is JobState.RUNNING:
             running += 1
@@ -97,11 +102,11 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
         u = result.usage
         ctx.kube.event(view.obj, "CandidateProposed",
                        f"{candidate} from {parent or 'the baseline'} ({u.total_tokens} tokens): {result.description}"[:1000])
-        ctx.kube.annotate_job(namespace, job_name, {constants.ANNOTATION_PROPOSAL_RESULT: candidate})
+        _mark_read(ctx, namespace, job_name, candidate)
         return Outcome(True, f"proposed {candidate} from {parent or 'the baseline'} by Job {job_name}")
     message = pb.failure_message(result)
     ctx.kube.event(view.obj, "ProposerFailed", f"Job {job_name}: {message}"[:1000], warning=True)
-    ctx.kube.annotate_job(namespace, job_name, {constants.ANNOTATION_PROPOSAL_RESULT: f"failed: {result.reason}"})
+    _mark_read(ctx, namespace, job_name, f"failed: {result.reason}")
     return Outcome(False, f"proposal Job {job_name} failed: {message}")
 
 
