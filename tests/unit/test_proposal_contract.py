@@ -48,6 +48,8 @@ def test_the_json_is_one_line_so_content_cannot_forge_a_marker() -> None:
      "riskLevel"),
     (f"{proposal.BEGIN}\n" + json.dumps({"changes": {"a": "b"}, "description": "d", "kind": "Other"}) + f"\n{proposal.END}\n",
      "kind"),
+    (f"{proposal.BEGIN}\n" + json.dumps({"changes": {"/etc/passwd": "x"}, "description": "d"}) + f"\n{proposal.END}\n",
+     "ConfigMap keys"),
 ])
 def test_bad_logs_are_refused_with_the_reason(log: str, message: str) -> None:
     with pytest.raises(proposal.ResultError, match=message):

@@ -199,7 +199,8 @@ class Kube:
             response = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container,
                                                          limit_bytes=limit_bytes, _preload_content=False)
         except ApiException as exc:
-            if exc.status in (400, 404):  # no such container, or its log is gone
+            if exc.status in (400, 403, 404):  # no such container, its log is gone, or no pods/log right
+                log.warning("cannot read the log of %s/%s (%s): %s", job_name, container, exc.status, exc.reason)
                 return None
             raise
         return bytes(response.data).decode("utf-8", "replace")

@@ -85,7 +85,8 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
     parent = (meta.get("annotations") or {}).get(constants.ANNOTATION_PARENT) or None
     if state is JobState.SUCCEEDED:
         log = ctx.kube.job_container_log(namespace, job_name, pb.RESULT_CONTAINER, proposal.MAX_RESULT_LOG_BYTES + 1)
-        result = pb.outcome("succeeded", job_reason, log, read_error="no pod or no log")
+        result = pb.outcome("succeeded", job_reason, log,
+                            read_error="no pod, no log, or no permission for pods/log (see the operator's log)")
     else:
         end = ctx.kube.job_pod_containers(namespace, job_name).get(pb.PROPOSE_CONTAINER)
         message = None

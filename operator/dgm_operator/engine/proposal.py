@@ -52,6 +52,8 @@ MAX_RESULT_LOG_BYTES = 1024 * 1024
 MAX_TEXT = 8192
 
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+#: the candidate CRD's limit on spec.changes
+MAX_CHANGED_FILES = 256
 REASON = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
 
@@ -258,6 +260,12 @@ class ProposalResult(_Doc):
             return self
         if not self.changes:
             raise ValueError("a result without an error needs at least one changed file in changes")
+        if len(self.changes) > MAX_CHANGED_FILES:
+            raise ValueError(f"changes: at most {MAX_CHANGED_FILES} files, got {len(self.changes)}")
+        bad = sorted(name for name in self.changes if not CONFIGMAP_KEY.match(name))[:5]
+        if bad:
+            raise ValueError(f"changes: file names are ConfigMap keys (letters, digits, '-', '_', '.'; "
+                             f"no directories): {', '.join(repr(b) for b in bad)}")
         if not self.description.strip():
             raise ValueError("a result with changes needs a non-empty description")
         return self
