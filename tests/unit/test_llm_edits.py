@@ -154,3 +154,10 @@ def test_description_is_normalised_and_bounded() -> None:
     assert llm.description_from("  a\n\n b  ") == "a b"
     assert len(llm.description_from("w " * 5000)) == llm.DESCRIPTION_LIMIT
     assert llm.description_from("  ").startswith("LLM proposal")
+
+
+def test_the_hint_finds_a_line_whose_comment_the_model_left_out() -> None:
+    files = {"c.yaml": "a: 1\n  min_score: 1.0       # below this the agent abstains\nb: 2\n"}
+    edits = llm.parse_edits("c.yaml\n<<<<<<< SEARCH\n    min_score: 1.0\n=======\n    min_score: 0.5\n>>>>>>> REPLACE\n")
+    with pytest.raises(llm.EditApplyError, match=r"closest is line 2: '  min_score: 1.0       # below"):
+        llm.apply_edits(files, edits)

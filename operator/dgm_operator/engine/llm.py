@@ -198,15 +198,21 @@ def _replace_once(name: str, text: str, edit: Edit, number: int) -> str:
 
 
 def _closest(file_lines: Sequence[str], want: Sequence[str]) -> str:
+    """A hint for a SEARCH part that matched nothing: the file line that holds its first
+    non-blank line (whitespace or a trailing comment differs), else the most similar one."""
     probe = next((w for w in want if w.strip()), "")
     if not probe:
         return ""
-    close = difflib.get_close_matches(probe, list(file_lines), n=1, cutoff=0.6)
-    if not close:
-        return f"; its first line {probe.strip()[:120]!r} is not in the file"
-    line_no = list(file_lines).index(close[0]) + 1
+    core = probe.strip()
+    line_no = next((i for i, line in enumerate(file_lines, start=1) if core in line), None)
+    if line_no is None:
+        stripped = [line.strip() for line in file_lines]
+        close = difflib.get_close_matches(core, stripped, n=1, cutoff=0.6)
+        line_no = stripped.index(close[0]) + 1 if close else None
+    if line_no is None:
+        return f"; its first line {probe[:120]!r} is not in the file"
     return (f"; its first line {probe[:120]!r} is not in the file, the closest is line {line_no}: "
-            f"{close[0][:120]!r} (copy the old lines exactly, whitespace included)")
+            f"{file_lines[line_no - 1][:120]!r} (copy the old lines exactly, whitespace and comments included)")
 
 
 def apply_edits(files: Mapping[str, str], edits: Sequence[Edit]) -> dict[str, str]:
