@@ -4,14 +4,11 @@ engine's plain types, and engine results back onto status fragments. Pure."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping, Sequence
 
 from ..api import models as api
 from ..engine import safety as engine_safety
-from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam, Severity
-
-CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam
 
 
 def metric_specs(agent: api.DGMAgent) -> list[MetricSpec]:
@@ -44,12 +41,9 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
 
 
 def configmap_key_findings(changes: Mapping[str, str]) -> list[Finding]:
-    """Change keys become ConfigMap keys of the live agent: they must be valid ones."""
-    return [
-        Finding("path", Severity.CRITICAL, name,
-                "file names are ConfigMap keys: letters, digits, '-', '_' and '.' only (no directories)")
-        for name in changes if not CONFIGMAP_KEY.match(name)
-    ]
+    """Change keys become ConfigMap keys of the live agent (the rule lives in the engine;
+    :func:`engine_safety.analyze` applies it to every change)."""
+    return engine_safety.configmap_key_findings(changes)
 
 
 def metrics_to_list(metrics: Mapping[str, float], *, units: Mapping[str, str | None], when: str,
