@@ -14,8 +14,8 @@ Formats, by file extension:
 Reading is strict and bounded, because candidates write these files
 (:func:`load_document`): duplicate keys are an error in YAML and JSON (the agent's loader
 would silently keep one of them); nesting deeper than :data:`MAX_DEPTH`, more than
-:data:`MAX_YAML_ALIASES` YAML aliases, a document that expands (aliases followed) to more
-than :data:`MAX_EXPANDED_NODES` nodes, or a recursive alias is a :class:`ConfigLimitError`
+:data:`MAX_YAML_ALIASES` YAML aliases, aliases that add more than :data:`MAX_ALIAS_EXPANSION`
+nodes once followed, or a recursive alias is a :class:`ConfigLimitError`
 (the "billion laughs"). Depth is measured on the event stream, before any recursive
 composition, so no input reaches a recursion limit. Python files are parsed by
 :mod:`.pysource` (the bytes Python reads, within its bounds).
@@ -36,7 +36,7 @@ MAX_TEXT_CHARS = 1 << 20
 MAX_DEPTH = 64
 MAX_YAML_EVENTS = 500_000
 MAX_YAML_ALIASES = 100
-MAX_EXPANDED_NODES = 100_000
+MAX_ALIAS_EXPANSION = 100_000
 
 YAML_EXTS = (".yaml", ".yml")
 JSON_EXTS = (".json",)
@@ -122,7 +122,9 @@ class _StrictLoader(_YAML_BASE):  # type: ignore[misc]
         return super().construct_mapping(node, deep=deep)
 
 
-def _yaml_events_within_limits(filename: str, text: str) -> None:
+def _yaml_events_within_limits(filename: str, text: str) -> int:
+    """Scan the event stream (iterative, no composition) against the bounds; the number of
+    aliases."""
     loader = _StrictLoader(text)
     try:
         depth = events = aliases = 0
@@ -141,13 +143,22 @@ def _yaml_events_within_limits(filename: str, text: str) -> None:
                 aliases += 1
                 if aliases > MAX_YAML_ALIASES:
                     raise ConfigLimitError(f"{filename}: more than {MAX_YAML_ALIASES} YAML aliases")
+        return aliases
     finally:
         loader.dispose()
 
 
-def _expanded_size(filename: str, root: Any) -> int:
-    """Nodes of the document with every alias followed (iterative, memoised on the node
-    graph); ConfigLimitError for a recursive alias or above MAX_EXPANDED_NODES."""
+def _check_expansion(filename: str, root: Any) -> None:
+    """Aliases may add at most MAX_ALIAS_EXPANSION nodes once followed (iterative, memoised
+    on the node graph); ConfigLimitError for more, or for a recursive alias."""
+    distinct: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) not in distinct:
+            distinct.add(id(node))
+            pending.extend(_yaml_children(node))
+    limit = len(distinct) + MAX_ALIAS_EXPANSION
     size: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
@@ -158,8 +169,8 @@ def _expanded_size(filename: str, root: Any) -> int:
         if done:
             on_path.discard(key)
             total = 1 + sum(size[id(c)] for c in children)
-            if total > MAX_EXPANDED_NODES:
-                raise ConfigLimitError(f"{filename}: YAML expands to more than {MAX_EXPANDED_NODES} nodes (aliases)")
+            if total > limit:
+                raise ConfigLimitError(f"{filename}: YAML aliases expand to more than {MAX_ALIAS_EXPANSION} extra nodes")
             size[key] = total
             continue
         if key in size:
@@ -173,7 +184,6 @@ def _expanded_size(filename: str, root: Any) -> int:
                 raise ConfigLimitError(f"{filename}: recursive YAML alias")
             if id(child) not in size:
                 stack.append((child, False))
-    return size.get(id(root), 0)
 
 
 def _yaml_children(node: Any) -> list[Any]:
@@ -186,13 +196,14 @@ def _yaml_children(node: Any) -> list[Any]:
 
 def _load_yaml(filename: str, text: str) -> Any:
     try:
-        _yaml_events_within_limits(filename, text)
+        aliases = _yaml_events_within_limits(filename, text)
         loader = _StrictLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 return {}
-            _expanded_size(filename, node)
+            if aliases:
+                _check_expansion(filename, node)
             return loader.construct_document(node)
         finally:
             loader.dispose()
@@ -238,7 +249,11 @@ def _load_json(filename: str, text: str) -> Any:
 
 def get_value(filename: str, text: str, key: str) -> Any:
     """The value at `key`; KeyError when absent."""
-    doc = parse(filename, text)
+    return value_at(filename, parse(filename, text), key)
+
+
+def value_at(filename: str, doc: Mapping[str, Any], key: str) -> Any:
+    """The value at `key` of a document :func:`parse` returned; KeyError when absent."""
     if file_format(filename) == "python":
         return doc[key]
     node: Any = doc

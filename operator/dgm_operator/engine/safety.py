@@ -398,19 +398,25 @@ def _config_findings(name: str, content: str | bytes, space: Sequence[SearchPara
         return []
     if not isinstance(content, str):
         return [Finding("encoding", CRIT, name, "configuration files must be text")]
-    if is_config:
-        try:
-            configfiles.load_document(name, content)
-        except configfiles.ConfigLimitError as exc:
-            return [Finding("analysis_limit", CRIT, name, str(exc))]
-        except configfiles.ConfigFileError as exc:
-            return [Finding("config_syntax", CRIT, name, str(exc))]
+    try:
+        if is_config:
+            document = configfiles.load_document(name, content)
+            if not params:
+                return []
+            if not isinstance(document, dict):
+                return []  # a non-mapping document has none of the keys (the agent's defaults apply)
+        else:
+            document = configfiles.parse(name, content)
+    except configfiles.ConfigLimitError as exc:
+        return [Finding("analysis_limit", CRIT, name, str(exc))]
+    except configfiles.ConfigFileError as exc:
+        return [Finding("config_syntax", CRIT, name, str(exc))] if is_config else []  # Python: reported already
     out = []
     for param in params:
         try:
-            value = configfiles.get_value(name, content, param.key)
-        except (KeyError, configfiles.ConfigFileError):
-            continue  # absent (the agent's default applies) or unreadable (reported above)
+            value = configfiles.value_at(name, document, param.key)
+        except KeyError:
+            continue  # absent: the agent's default applies
         problem = _value_problem(param, value)
         if problem:
             out.append(Finding(problem[0], problem[1], name, f"{param.key}: {problem[2]}"))
