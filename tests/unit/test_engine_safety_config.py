@@ -54,6 +54,13 @@ def test_documents_beyond_the_bounds(name, text, error):
     assert {f.severity for f in report.findings if f.file == name} == {Severity.CRITICAL}
 
 
+def test_escaped_quotes_are_scanned_in_linear_time():
+    # a megabyte of \" made the depth pre-scan quadratic (minutes); the suite's timeout catches a relapse
+    text = '"' + '\\"' * 300_000
+    with pytest.raises(cf.ConfigFileError, match="invalid JSON"):
+        cf.load_document("c.json", text)
+
+
 def test_ordinary_documents_still_load():
     assert cf.load_document("c.yaml", "base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n") == {
         "base": {"x": 1, "y": 2}, "d": {"x": 3, "y": 2}}  # merge keys may override

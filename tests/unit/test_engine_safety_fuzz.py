@@ -6,6 +6,8 @@ the suite catches a hang."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dgm_operator.engine.safety import SafetyPolicy, analyze, score_findings
@@ -23,19 +25,33 @@ def check(report: SafetyReport) -> None:
     assert all(isinstance(f, Finding) and isinstance(f.severity, Severity) for f in report.findings)
     if len(report.findings) < 20:
         assert report.score == score_findings(report.findings)
+    json.dumps([f.as_dict() for f in report.findings], ensure_ascii=False).encode("utf-8")  # fit for status
 
 
 names = st.one_of(
     st.builds(lambda stem, ext: stem + ext, st.text(min_size=1, max_size=12), st.sampled_from(EXTS)),
     st.sampled_from(["c.yaml", "c.json", "s.py", "a.py", "..data", "ranker.py\n", "sitecustomize.py"]),
 )
-contents = st.one_of(st.text(max_size=400), st.binary(max_size=400))
+contents = st.one_of(st.text(max_size=400), st.binary(max_size=400),
+                     st.text(st.characters(exclude_categories=()), max_size=100))  # lone surrogates too
+code_fragments = st.lists(st.sampled_from([
+    "import random\n", "random._os", "getattr(x, '", "__globals__", "')", "exec", "(", ")", "[", "]", ".", "\n",
+    "lambda m: ", "'{0.__class__}'.format(1)", "# coding: utf-7\n", "\ud800", "def f(x: '", "__import__('os')",
+    "match x:\n    case object(gi_frame=f): pass\n", "json.dumps = 1\n", " + 1" * 50, "\ufeff", "\x00",
+]), max_size=30).map("".join)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(names, contents, max_size=6), st.dictionaries(names, st.text(max_size=200), max_size=4))
 def test_arbitrary_files_are_decided(changes, base):
     check(analyze(changes, POLICY, base_files=base))
+
+
+@settings(max_examples=200, deadline=None)
+@given(code_fragments)
+def test_fragments_of_attacks_are_decided(code):
+    check(analyze({"a.py": code}))
+    check(analyze({"a.py": "import json\n" + code}, base_files={"helper.py": code, "ranker.py": "import helper\n"}))
 
 
 @settings(max_examples=200, deadline=None)

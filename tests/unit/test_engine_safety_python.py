@@ -160,6 +160,8 @@ def test_dynamic_access_and_type_tricks(code, rule):
     ("def f(): pass\nx = f.co_code\n", "frame_access"),
     ("async def c(): pass\nc().cr_frame\n", "frame_access"),
     ("def f():\n    a = 1\n    return lambda: a\nf().x.cell_contents\n", "frame_access"),
+    ("def f(): pass\nmatch f:\n    case object(__globals__=g):\n        pass\n", "dunder_access"),
+    ("def g():\n    yield 1\nmatch g():\n    case object(gi_frame=fr):\n        pass\n", "frame_access"),
     ("import random\nrandom._os.system('id')\n", "private_module_attribute"),
     ("import random\nrandom._inst\n", "private_module_attribute"),
     ("import random\nrandom.__dict__\n", "private_module_attribute"),

@@ -45,4 +45,4 @@ def test_an_invalid_configmap_key_is_one_finding():
     w.candidate(changes={"settings.json\n": json.dumps({"accuracy": 0.9})})
     w.run()
     assert w.status("c1")["phase"] == "Rejected"
-    assert rules_of(w) == [("path", "critical", "settings.json\n")]
+    assert rules_of(w) == [("path", "critical", "'settings.json\\n'")]

@@ -212,16 +212,25 @@ def _load_yaml(filename: str, text: str) -> Any:
 
 
 # -- JSON ---------------------------------------------------------------------------------
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_JSON_BRACKET = re.compile(r"[][{}]")
+_JSON_TOKEN = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
 
 
-def _json_depth(text: str) -> int:
+def _json_depth(text: str, limit: int = MAX_DEPTH) -> int:
+    """Deepest [] / {} nesting outside strings, in one linear pass (stops above `limit`)."""
     depth = deepest = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
-        if match.group() in "[{":
+    in_string = False
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or token[0] == "\\":
+            continue
+        elif token in "[{":
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
         else:
             depth -= 1
     return deepest

@@ -15,8 +15,8 @@ import ast
 import builtins
 import functools
 import importlib
-import importlib.util
 import inspect
+import pkgutil
 import string
 import sys
 import types
@@ -244,10 +244,21 @@ def _is_package(module: types.ModuleType | None) -> bool:
 
 
 def _is_submodule(package: str, name: str) -> bool:
+    submodules = _submodules(package)
+    return submodules is None or name in submodules  # cannot tell: assume it is one (the stricter reading)
+
+
+@functools.lru_cache(maxsize=256)
+def _submodules(package: str) -> frozenset[str] | None:
+    """Names of a loaded package's submodules, listed once from its path (nothing is imported)."""
+    module = sys.modules.get(package)
+    path: Any = _static(module, "__path__") if module is not None else _MISSING
+    if path is _MISSING:
+        return None
     try:
-        return importlib.util.find_spec(f"{package}.{name}") is not None
+        return frozenset(info.name for info in pkgutil.iter_modules([str(p) for p in path]))
     except Exception:
-        return True  # cannot tell: assume it is one (the stricter reading)
+        return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -408,6 +419,7 @@ class _FileRules:
         dispatch: dict[type, Callable[[Any, pysource.Entry], None]] = {
             ast.Import: self._import, ast.ImportFrom: self._import_from, ast.Name: self._name,
             ast.Attribute: self._attribute, ast.Subscript: self._subscript, ast.Constant: self._string,
+            ast.MatchClass: self._class_pattern,
         }
         binders = _BINDERS
         for entry in entries:
@@ -418,6 +430,11 @@ class _FileRules:
             if kind in binders:
                 self._bound_names(entry.node, entry)
         return self.findings
+
+    def _class_pattern(self, node: ast.MatchClass, entry: pysource.Entry) -> None:
+        """``case object(__globals__=g)`` reads the attribute by name."""
+        for attr in node.kwd_attrs:
+            self._attr_name_rule(attr, node, store=False, on_super=False, how=" in a class pattern")
 
     def _subscript(self, node: ast.Subscript, entry: pysource.Entry) -> None:
         if not isinstance(node.ctx, ast.Load):
@@ -825,14 +842,9 @@ def _chain(node: ast.Attribute) -> tuple[list[tuple[str, ast.Attribute]], ast.ex
 
 
 def _format_attrs(field_name: str) -> Iterable[str]:
-    """Attribute names in a format field such as ``0.a.b[x].c``."""
-    rest = field_name
-    while "." in rest:
-        _head, _, rest = rest.partition(".")
-        name = rest
-        for stop in ".[":
-            name = name.split(stop, 1)[0]
-        yield name
+    """Attribute names in a format field such as ``0.a.b[x].c`` (one linear pass)."""
+    for part in field_name.split(".")[1:]:
+        yield part.partition("[")[0]
 
 
 def _string_code_problem(value: str, strict: bool) -> str | None:

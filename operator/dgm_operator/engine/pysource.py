@@ -96,7 +96,7 @@ def coding_problem(data: bytes) -> str | None:
         for match in _COOKIE.finditer(line, hash_at):
             name = match.group(1).decode("ascii", errors="replace")
             if not _is_utf8(name):
-                return (f"coding cookie {name!r}" + (" after a UTF-8 byte-order mark" if bom else "")
+                return (f"coding cookie {name[:60]!r}" + (" after a UTF-8 byte-order mark" if bom else "")
                         + ": only UTF-8 is accepted (another codec makes Python run text the analysis does not see)")
     return None
 
@@ -160,7 +160,7 @@ def parse(content: str | bytes, filename: str = "<candidate>") -> tuple[ast.Modu
         raise
     except SyntaxError as exc:  # also IndentationError, TabError
         line = f" line {exc.lineno}" if exc.lineno else ""
-        raise SourceError("python_syntax", f"syntax error{line}: {exc.msg}") from None
+        raise SourceError("python_syntax", f"syntax error{line}: {str(exc.msg)[:200]}") from None
     except RecursionError:
         raise SourceError("python_syntax", "nested too deeply for the parser (RecursionError)") from None
     except MemoryError:

@@ -206,7 +206,8 @@ def parent_findings(agent: str, parent: str | None, parent_agent: str | None) ->
 
 
 def _show(name: object) -> str:
-    text = name if isinstance(name, str) else repr(name)
+    """A file name fit for a finding: bounded, and escaped when it holds control characters."""
+    text = name if isinstance(name, str) and name.isprintable() else repr(name)
     return text if len(text) <= 300 else text[:300] + "..."
 
 
@@ -233,8 +234,14 @@ def analyze(changes: Mapping[str, str], policy: SafetyPolicy | None = None, *,
     return _report(findings)
 
 
+def _clean(text: str | None) -> str | None:
+    """Text safe to write into status: lone surrogates escaped."""
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _report(findings: list[Finding]) -> SafetyReport:
-    unique = list(dict.fromkeys(findings))
+    unique = list(dict.fromkeys(Finding(f.rule, f.severity, _clean(f.file), _clean(f.message) or "")
+                                for f in findings))
     score = score_findings(unique)
     if len(unique) > MAX_FINDINGS:
         unique.sort(key=lambda f: _RANK[f.severity])
