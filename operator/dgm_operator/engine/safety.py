@@ -30,7 +30,7 @@ Names and workspace
 * ``analysis_limit`` (critical): beyond a bound of the analysis (changes above
   ``max_analysed_bytes``, a Python file above 1 MiB, brackets nested deeper than 100, more than
   400,000 syntax nodes or deeper than 400, YAML/JSON deeper than 64, more than 100 YAML
-  aliases, an expansion above 100,000 nodes, a recursive alias).
+  aliases, aliases adding more than 100,000 nodes, a recursive alias).
 * ``module_shadowing`` (critical): a new ``.py`` file named like a standard-library module or an
   allowed import (``random.py`` would replace ``random`` for the agent's other files).
 * ``analysis_error`` (critical): the analysis itself failed; the candidate is not trusted.
@@ -68,7 +68,7 @@ Python (:mod:`.pyanalysis`)
   ``__class__``, ``__dict__``, ...) and data-model methods (``__init__``, ``__eq__``, ...),
   read on anything but a zero-argument ``super()``; any write to a dunder attribute; dunder
   names such as ``__builtins__``, ``__loader__``; binding a reserved name (``__builtins__``,
-  ``__import__``, ...); dunders reached in ``str.format`` fields.
+  ``__import__``, ...); dunders reached in ``str.format`` fields and ``match`` class patterns.
 * ``frame_access`` (critical): frame, code, generator, coroutine, traceback and cell internals
   (``f_globals``, ``f_back``, ``gi_frame``, ``tb_frame``, ``co_code``, ``cell_contents``, ...).
 * ``private_module_attribute`` (critical): an attribute starting with ``_`` on an imported
