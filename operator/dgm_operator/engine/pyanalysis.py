@@ -367,7 +367,7 @@ def _from_binding(base: ModuleRef, name: str, ctx: Context) -> Binding:
                 sub = f"{base.name}.{name}"
                 return Binding(module_ref(sub, ctx), True)
             return Binding(ObjRef(f"{base.name}.{name}"), False)
-        return Binding(_member_ref(base.name, name, member), False)
+        return Binding(_member_ref(_module_name(base.obj), name, member), False)
     if _known_module_name(name):
         return Binding(ModuleRef(name), True)
     return Binding(ObjRef(f"{base.name}.{name}"), False)

@@ -199,7 +199,7 @@ def walk(tree: ast.AST, *, typing_call: Callable[[ast.Call], bool] | None = None
     out: list[Entry] = []
     append = out.append
     stack: list[Entry] = [Entry(tree, None, None, 0, 0)]
-    pop, push = stack.pop, stack.append
+    pop = stack.pop
     while stack:
         entry = pop()
         append(entry)
