@@ -10,7 +10,7 @@ from . import builders, mapping, names, proposals, revisions
 from . import metrics as telemetry
 from .conditions import set_condition
 from .context import Context
-from .evaluation import Owner, stages, start_stage
+from .evaluation import Owner, is_single_process, revision_image, stages, start_stage
 from .jobs import JobState, read_result
 from .observed import AgentView, candidate_phase, needs_attention
 from .status import write_agent_changes
@@ -39,6 +39,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
             revisions.rollback(ctx, view.obj, target, reason="RollbackRequested",
                                message=f"rollback to revision {target} requested")
             return []
+        _evaluation_conditions(ctx, view, patch)
         active = _improvement_loop(ctx, view, patch, ready)
         archive = proposals.archive_of(view.candidates)
         summary = archive.summary()
@@ -132,7 +133,8 @@ def measure_baseline(ctx: Context, view: AgentView, revision: int) -> tuple[api.
             pending = True
             continue
         if result.state is JobState.MISSING:
-            start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.name, revision))
+            start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.name, revision),
+                        agent_image=revision_image(view.status, revision))
             pending = True
             continue
         if not result.has_metrics([m.name for m in specs]):
@@ -167,6 +169,33 @@ def rollback_request(view: AgentView) -> tuple[str, int | None] | None:
         if key != handled and want != view.status.current_revision:
             return key, want
     return None
+
+
+def _evaluation_conditions(ctx: Context, view: AgentView, patch: api.DGMAgentStatus) -> None:
+    """EvaluationIsolated: whether the grader runs apart from the candidate.
+    SandboxEnforced: what the newest evaluated candidate's egress check found."""
+    if is_single_process(view.agent):
+        _condition(ctx, view, patch, "EvaluationIsolated", False, "SingleProcessEvaluation",
+                   "evaluation.mode is SingleProcess: the grader runs in the candidate's process, so a "
+                   "candidate can change how it is graded")
+    else:
+        _condition(ctx, view, patch, "EvaluationIsolated", True, "GraderSeparate",
+                   "the grader drives the agent under test from its own container")
+    sandbox = view.agent.spec.evaluation.sandbox or api.SandboxSpec()
+    evaluated = [c for c in view.candidates if candidate_phase(c) in constants.DECIDED_PHASES
+                 and ((c.get("status") or {}).get("validation") or {}).get("jobName")]
+    newest = max(evaluated, key=lambda c: c["metadata"].get("creationTimestamp") or "", default=None)
+    if not sandbox.egress_check:
+        _condition(ctx, view, patch, "SandboxEnforced", "Unknown", "EgressCheckDisabled",
+                   "evaluation.sandbox.egressCheck is false: nothing checks that egress is denied")
+    elif newest is None:
+        _condition(ctx, view, patch, "SandboxEnforced", "Unknown", "NotChecked", "no candidate was evaluated yet")
+    elif (newest.get("status") or {}).get("reason") == "SandboxNotEnforced":
+        _condition(ctx, view, patch, "SandboxEnforced", False, "SandboxNotEnforced",
+                   f"candidate {newest['metadata']['name']}: " + str((newest.get("status") or {}).get("message")))
+    else:
+        _condition(ctx, view, patch, "SandboxEnforced", True, "EgressDenied",
+                   f"the egress check of candidate {newest['metadata']['name']} found egress denied")
 
 
 def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, ready: bool) -> int:

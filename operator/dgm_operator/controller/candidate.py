@@ -18,10 +18,21 @@ from . import mapping, names, revisions
 from . import metrics as telemetry
 from .conditions import get_condition, set_condition
 from .context import Context, failpoint, parse_time
-from .evaluation import Owner, Stage, metric_stats, stage_baseline, stages, start_stage
+from .evaluation import (Owner, Stage, is_single_process, metric_stats, revision_image, stage_baseline, stages,
+                         start_stage)
 from .jobs import JobResult, JobState, read_result
 from .observed import CandidateView, candidate_phase
 from .status import Event, finish_candidate, note_candidate, write_candidate
+
+
+# evaluation decisions that end a candidate Failed (no valid measurement), not Rejected
+FAILURE_REASONS = frozenset({"SandboxNotEnforced", "ImageUnavailable", "OOMKilled", "DeadlineExceeded",
+                             "EvaluationFailed", "MetricsUnavailable"})
+
+
+def agent_image(view: CandidateView) -> str | None:
+    """The image the candidate is evaluated with: its own, else the agent's current one."""
+    return view.candidate.spec.image or revision_image(view.agent_status)
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
@@ -102,12 +113,15 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
         threshold = view.agent.spec.policy.safety_threshold
         changes = view.candidate.spec.changes
         report = engine_safety.analyze(changes, mapping.safety_policy(view.agent), base_files=base_files)
-        findings = list(report.findings) + lineage
+        findings = list(report.findings) + lineage + \
+            mapping.image_findings(view.candidate.spec.image, revision_image(view.agent_status),
+                                   view.agent.spec.policy.allowed_images, view.agent.spec.evaluation.image)
         score = engine_safety.score_findings(findings)
         patch.safety = api.SafetyStatus(score=round(score, 4), findings=[
             api.SafetyFinding.model_validate({k: v for k, v in f.as_dict().items() if v is not None}) for f in findings])
         decision = policies.evaluate_chain(policies.SAFETY_CHAIN, policies.Facts(
-            safety_score=score, safety_threshold=threshold, findings=findings))
+            safety_score=score, safety_threshold=threshold, findings=findings,
+            image=view.candidate.spec.image, single_process=is_single_process(view.agent)))
         if decision is not None:
             patch.conditions = set_condition(conditions, "SafetyChecked", False, decision.reason, decision.message,
                                              generation=view.generation, now=ctx.now())
@@ -132,7 +146,8 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
         first = stages(view.agent)[0]
         files = {**base_files, **view.candidate.spec.changes}
         job_name = start_stage(ctx, Owner(view.obj, view.agent_name), view.agent, first,
-                               workspace=names.workspace_configmap(view.name), files=files)
+                               workspace=names.workspace_configmap(view.name), agent_image=agent_image(view),
+                               files=files)
         failpoint("job-created")
         started = ctx.now()
         patch.conditions = set_condition(conditions, "Evaluated", "Unknown", "EvaluationRunning",
@@ -157,7 +172,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
         return []
     if result.state is JobState.MISSING:
         # The Job is gone (deleted by hand, or TTL before we looked): run the stage again.
-        start_stage(ctx, owner, view.agent, stage, workspace=names.workspace_configmap(view.name))
+        start_stage(ctx, owner, view.agent, stage, workspace=names.workspace_configmap(view.name),
+                    agent_image=agent_image(view))
         return []
     baseline = view.agent_status.baseline
     base_values = stage_baseline(baseline, stage.name)
@@ -166,6 +182,7 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
         return []  # wait for the agent's baseline; the agent pokes us when it has one
     specs = mapping.metric_specs(view.agent)
     facts = policies.Facts(
+        sandbox_error=result.sandbox_error, image_error=result.image_error, container_reason=result.container_reason,
         evaluation_failed=result.state is JobState.FAILED, failure_message=result.failure_message(),
         job_reason=result.job_reason, timeout_seconds=view.agent.spec.evaluation.timeout_seconds,
         metrics=result.metrics, required_metrics=[m.name for m in specs],
@@ -174,6 +191,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
     validation.job_name, validation.stage, validation.finished_at = job_name, stage.name, ctx.now_datetime()
     if result.tests:
         validation.tests = result.tests
+    if result.agent_image_id:
+        validation.agent_image_id = result.agent_image_id
     started = parse_time(validation.started_at)
     if started is not None:
         validation.duration_seconds = round(ctx.clock() - started, 3)
@@ -185,7 +204,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
     decision = policies.evaluate_chain(policies.EVALUATION_CHAIN, facts)
     if decision is None:  # a stage before the last one passed: run the next one
         nxt = all_stages[index + 1]
-        next_job = start_stage(ctx, owner, view.agent, nxt, workspace=names.workspace_configmap(view.name))
+        next_job = start_stage(ctx, owner, view.agent, nxt, workspace=names.workspace_configmap(view.name),
+                               agent_image=agent_image(view))
         validation.job_name, validation.stage, validation.finished_at = next_job, nxt.name, None
         validation.stages_passed = [s.name for s in all_stages[: index + 1]]
         validation.started_at = ctx.now_datetime()
@@ -195,7 +215,7 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
             event=Event("StagePassed", f"stage {stage.name} scored {facts.stage_score:.4f}"))
         return []
     if decision.reason != "ImprovementValidated":
-        failed = decision.reason in ("DeadlineExceeded", "EvaluationFailed", "MetricsUnavailable")
+        failed = decision.reason in FAILURE_REASONS
         finish_candidate(ctx, view.obj, view.status, view.agent_name, Phase.FAILED if failed else Phase.REJECTED,
                          decision.reason, decision.message, condition=("Evaluated", not failed), validation=validation)
         return queued_siblings(ctx, view)
@@ -240,9 +260,12 @@ def _score_stage(ctx: Context, view: CandidateView, result: JobResult, stage: St
 
 # -- Validated: the approval gate, then apply -----------------------------------------
 def validated(ctx: Context, view: CandidateView) -> None:
+    image = view.candidate.spec.image
     decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
         auto_apply=view.agent.spec.policy.auto_apply, paused=view.agent.spec.paused,
-        approved=view.candidate.spec.approved or view.action == "approve"))
+        approved=view.candidate.spec.approved or view.action == "approve",
+        image=image if image and image != revision_image(view.agent_status) else None,
+        allowed_images=view.agent.spec.policy.allowed_images))
     if decision is not None:
         if view.status.reason != decision.reason:
             write_candidate(ctx, view.obj, api.ImprovementCandidateStatus(reason=decision.reason, message=decision.message),

@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
+from .kubeapi import ContainerEnd
 from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -155,16 +156,27 @@ class Kube:
         out = patch(name, ns, dict(body), field_manager=constants.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return self._dict(out)
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
-        """The terminated container's message and exit code of a Job's (newest) pod."""
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        """How each container (init containers included) of the Job's newest pod ended or
+        why it is waiting; empty when the Job has no pod."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        for pod in reversed(pods):
-            for status in pod.status.container_statuses or []:
-                term = status.state and status.state.terminated
-                if term is not None:
-                    return term.message, term.exit_code
-        return None, None
+        if not pods:
+            return {}
+        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        pod = max(pods, key=lambda p: (p.metadata.creation_timestamp if p.metadata else None) or epoch)
+        out: dict[str, ContainerEnd] = {}
+        status = pod.status
+        for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])] if status else []:
+            state = cs.state
+            term = state.terminated if state else None
+            waiting = state.waiting if state else None
+            if term is not None:
+                out[cs.name] = ContainerEnd(term.message, term.exit_code, term.reason or "", cs.image_id or "")
+            elif waiting is not None and waiting.reason:
+                out[cs.name] = ContainerEnd(waiting.message, None, waiting.reason, cs.image_id or "", waiting=True)
+            elif cs.image_id:
+                out[cs.name] = ContainerEnd(None, None, "", cs.image_id, running=True)
+        return out
 
     def delete_candidate(self, namespace: str, name: str) -> None:
         API_WRITES.labels("delete", "ImprovementCandidate").inc()

@@ -8,7 +8,8 @@ from typing import Any, Mapping, Sequence
 
 from ..api import models as api
 from ..engine import safety as engine_safety
-from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam
+from ..engine.policies import image_allowed
+from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam, Severity
 
 
 def metric_specs(agent: api.DGMAgent) -> list[MetricSpec]:
@@ -108,3 +109,19 @@ def candidate_record(obj: Mapping[str, Any], order: float) -> CandidateRecord:
         reason=status.get("reason"),
         created=order,
     )
+
+
+def image_findings(image: str | None, current: str | None, allowed: Sequence[str],
+                   grader_image: str | None = None) -> list[Finding]:
+    """An image change is a finding: it is evaluated with that image, and it waits for
+    approval unless policy.allowedImages matches it (see the apply chain). The grader's own
+    image is never a candidate's: it holds the task suite and its answers."""
+    if not image or image == current:
+        return []
+    if grader_image and image.split("@")[0] == grader_image.split("@")[0]:
+        return [Finding("grader_image", Severity.CRITICAL, None,
+                        f"the candidate's image {image} is the evaluation's grader image, which holds the answers")]
+    ok = image_allowed(image, allowed)
+    return [Finding("image_change", Severity.LOW, None,
+                    f"changes the agent's image from {current or '(unknown)'} to {image}"
+                    + ("; matches policy.allowedImages" if ok else "; not in policy.allowedImages: needs approval"))]

@@ -10,12 +10,13 @@ Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
 * :data:`USER_ACTION_CHAIN`: an imperative action on a candidate (RejectedByUser)
 * :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused, ConcurrencyLimitReached)
-* :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange)
+* :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange, ImageNeedsGrader)
 * :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (ConcurrencyLimitReached)
-* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (DeadlineExceeded,
-  EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
+* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (SandboxNotEnforced,
+  ImageUnavailable, OOMKilled, DeadlineExceeded, EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
   ImprovementValidated); a stage that is not the last one answers None when it passes
-* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval, AgentPaused)
+* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval for an image not
+  in allowedImages or without autoApply, AgentPaused)
 * :data:`ROLLOUT_CHAIN`: an applied revision's rollout (RolloutFailed)
 * :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (VerificationInconclusive,
   Regression, Verified)
@@ -23,6 +24,7 @@ Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
@@ -50,7 +52,14 @@ class Facts:
     # user actions
     user_action: str | None = None
     phase: str | None = None
+    # image candidates
+    image: str | None = None  # a candidate's new image (None: it keeps the agent's)
+    single_process: bool = False
+    allowed_images: Sequence[str] = ()
     # evaluation
+    sandbox_error: str | None = None
+    image_error: str | None = None
+    container_reason: str = ""
     evaluation_failed: bool = False
     failure_message: str = ""
     job_reason: str = ""
@@ -112,6 +121,33 @@ def safety_below_threshold(f: Facts) -> Decision | None:
                     f"{n} finding{'s' if n != 1 else ''}" + (f": {details}" if details else ""))
 
 
+def image_needs_grader(f: Facts) -> Decision | None:
+    """An image candidate in the single-process mode would run the grader in its own image."""
+    if f.image and f.single_process:
+        return Decision("ImageNeedsGrader", f"candidate image {f.image} cannot be evaluated in "
+                                            "evaluation.mode SingleProcess: the grader would run inside it; "
+                                            "use mode Grader")
+    return None
+
+
+def sandbox_not_enforced(f: Facts) -> Decision | None:
+    if f.sandbox_error:
+        return Decision("SandboxNotEnforced", f"{f.sandbox_error}; the candidate's code never ran")
+    return None
+
+
+def image_unavailable(f: Facts) -> Decision | None:
+    if f.image_error:
+        return Decision("ImageUnavailable", f.image_error)
+    return None
+
+
+def out_of_memory(f: Facts) -> Decision | None:
+    if f.evaluation_failed and f.container_reason == "OOMKilled":
+        return Decision("OOMKilled", f"{f.failure_message}: a container exceeded its memory limit")
+    return None
+
+
 def evaluation_failed(f: Facts) -> Decision | None:
     if f.evaluation_failed:
         return Decision("EvaluationFailed", f.failure_message or "the evaluation Job failed")
@@ -170,6 +206,25 @@ def validated(f: Facts) -> Decision | None:
                     f"improvement {f.improvement:.4f} > {max(f.min_improvement, f.noise_bound):.4f}")
 
 
+def image_allowed(image: str, patterns: Sequence[str]) -> bool:
+    """Whether ``image`` matches one of ``patterns``: a glob over the whole reference
+    (``registry.example/agent:*``) or a digest (``sha256:...``) the reference pins."""
+    for pattern in patterns:
+        if pattern.startswith("sha256:"):
+            if image.endswith("@" + pattern):
+                return True
+        elif fnmatch.fnmatchcase(image, pattern):
+            return True
+    return False
+
+
+def image_not_allowed(f: Facts) -> Decision | None:
+    if f.image and not f.approved and not image_allowed(f.image, f.allowed_images):
+        return Decision("AwaitingApproval", f"image {f.image} is not in policy.allowedImages: an image change "
+                                            "waits for approval (spec.approved or kubectl dgm approve)")
+    return None
+
+
 def awaiting_approval(f: Facts) -> Decision | None:
     if not f.auto_apply and not f.approved:
         return Decision("AwaitingApproval", "autoApply is false: set approved: true to apply")
@@ -211,12 +266,12 @@ def _finite(value: object) -> bool:
 
 USER_ACTION_CHAIN: tuple[Policy, ...] = (rejected_by_user,)
 PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
-SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold,)
+SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold, image_needs_grader)
 ADMISSION_CHAIN: tuple[Policy, ...] = (concurrency_limit_reached,)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
-    deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
+    sandbox_not_enforced, image_unavailable, out_of_memory, deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
 )
-APPLY_CHAIN: tuple[Policy, ...] = (awaiting_approval, agent_paused)
+APPLY_CHAIN: tuple[Policy, ...] = (image_not_allowed, awaiting_approval, agent_paused)
 ROLLOUT_CHAIN: tuple[Policy, ...] = (rollout_failed,)
 POST_APPLY_CHAIN: tuple[Policy, ...] = (verification_inconclusive, regression, verified)
 
