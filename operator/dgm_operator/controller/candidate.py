@@ -264,6 +264,8 @@ def validated(ctx: Context, view: CandidateView) -> None:
     decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
         auto_apply=view.agent.spec.policy.auto_apply, paused=view.agent.spec.paused,
         approved=view.candidate.spec.approved or view.action == "approve",
+        code_files=policies.code_files(view.candidate.spec.changes),
+        auto_apply_code=view.agent.spec.policy.auto_apply_code,
         image=image if image and image != revision_image(view.agent_status) else None,
         allowed_images=view.agent.spec.policy.allowed_images))
     if decision is not None:
