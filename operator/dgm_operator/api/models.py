@@ -418,6 +418,7 @@ class PolicySpec(WireModel):
         description="Python modules changed code may import; unset or empty: the engine's default list.",
     )
     max_change_bytes: int = Field(65536, ge=1, description="Maximal total size of a candidate's changes.")
+    max_files: int = Field(64, ge=1, le=MAX_CHANGED_FILES, description="Maximal number of files a candidate changes.")
     allowed_images: list[str] = Field(
         default_factory=list,
         max_length=MAX_LIST,

@@ -31,6 +31,7 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
     kwargs: dict[str, Any] = dict(
         allowed_files=tuple(policy.allowed_files or ("*",)),
         max_change_bytes=policy.max_change_bytes,
+        max_files=policy.max_files,
         search_space=tuple(search_space(agent)),
     )
     protected = agent.spec.evaluation.protected_files
