@@ -187,7 +187,7 @@ EXPECTED = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},  # patch: a proposal Job read back
     ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},  # the result of a proposal Job
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

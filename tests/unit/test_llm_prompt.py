@@ -64,7 +64,7 @@ def test_the_prompt_carries_objective_evaluation_files_lineage_and_rules() -> No
         "## sample-agent-g4: Rejected (StageThresholdNotMet), score -0.0210",
         "Change only files matching: config.yaml, ranker.py.",  # rules
         "Never change evaluation files: evaluate*",
-        "No imports of asyncio",
+        "Never import process, network, import-system",
         "config.yaml:retrieval.top_k stays an int in [1, 12].",
         "# Step 1: diagnose",
     ):

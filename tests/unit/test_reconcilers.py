@@ -594,3 +594,17 @@ def test_the_grader_image_is_never_a_candidates_image():
     st = w.status("c1")
     assert (st["phase"], st["reason"]) == ("Rejected", "UnsafeChange")
     assert any(f["rule"] == "grader_image" for f in st["safety"]["findings"])
+
+
+def test_code_waits_for_approval_unless_auto_apply_code():
+    w = World().ready()
+    w.candidate(changes={"settings.json": json.dumps({"accuracy": 0.9}), "rank.py": "def rank(x):\n    return x\n"})
+    w.run()
+    w.evaluate()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Validated", "AwaitingApproval") and "rank.py" in st["message"]
+    w2 = World(autoApplyCode=True).ready()
+    w2.candidate(changes={"settings.json": json.dumps({"accuracy": 0.9}), "rank.py": "def rank(x):\n    return x\n"})
+    w2.run()
+    w2.evaluate()
+    assert w2.status("c1")["phase"] == "Applied"

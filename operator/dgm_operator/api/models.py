@@ -504,6 +504,11 @@ class PolicySpec(WireModel):
     improvement_interval_minutes: int = Field(30, ge=1, description="Minutes between two proposals.")
     min_improvement: float = Field(0.01, ge=0.0, description="Improvement score needed to validate a candidate.")
     auto_apply: bool = Field(False, description="Apply validated candidates without approval (spec.approved).")
+    auto_apply_code: bool = Field(
+        False,
+        description="With autoApply, also apply changes to code (any file but configuration: .yaml, .json, .toml, "
+        ".ini, .cfg, .conf, .txt, .md, .csv) without approval. Off by default: code is reviewed by a person.",
+    )
     allowed_files: list[str] = Field(
         default_factory=lambda: ["**"],
         max_length=MAX_LIST,
@@ -515,6 +520,7 @@ class PolicySpec(WireModel):
         description="Python modules changed code may import; unset or empty: the engine's default list.",
     )
     max_change_bytes: int = Field(65536, ge=1, description="Maximal total size of a candidate's changes.")
+    max_files: int = Field(64, ge=1, le=MAX_CHANGED_FILES, description="Maximal number of files a candidate changes.")
     allowed_images: list[str] = Field(
         default_factory=list,
         max_length=MAX_LIST,

@@ -60,7 +60,7 @@ def _set(patch: api.DGMAgentStatus) -> dict[str, object]:
     return {k: getattr(patch, k) for k in patch.model_fields_set}
 
 
-def _condition(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, type_: str, status: bool, reason: str,
+def _condition(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, type_: str, status: bool | str, reason: str,
                message: str) -> None:
     patch.conditions = set_condition(patch.conditions, type_, status, reason, message,
                                      generation=view.generation, now=ctx.now())

@@ -13,7 +13,7 @@ from typing import Mapping
 from ..api import constants
 from ..api import models as api
 from ..engine import policies, safety as engine_safety, scoring
-from ..engine.types import Phase
+from ..engine.types import Finding, Phase
 from . import mapping, names, revisions
 from . import metrics as telemetry
 from .conditions import get_condition, set_condition
@@ -76,29 +76,34 @@ def queued_siblings(ctx: Context, view: CandidateView) -> list[str]:
 
 
 # -- Proposed: safety analysis, then admission to Testing -------------------------------
-def parent_files(ctx: Context, view: CandidateView) -> tuple[dict[str, str] | None, tuple[str, str]]:
+def parent_files(ctx: Context, view: CandidateView) -> tuple[dict[str, str] | None, tuple[str, str], list[Finding]]:
     """The parent's full file set: the parent candidate's workspace, or the files of the
     agent's current revision when the candidate starts from the baseline. None and
-    (reason, message) when it cannot be had (yet)."""
+    (reason, message) when it cannot be had (yet). A parent of another agent is a safety
+    finding (its files are not read)."""
     namespace, parent = view.namespace, view.candidate.spec.parent
     if parent:
-        if ctx.kube.get_candidate(namespace, parent) is None:
-            return None, ("ParentNotFound", f"parent candidate {parent!r} does not exist")
+        parent_obj = ctx.kube.get_candidate(namespace, parent)
+        if parent_obj is None:
+            return None, ("ParentNotFound", f"parent candidate {parent!r} does not exist"), []
+        lineage = engine_safety.parent_findings(view.agent_name, parent, (parent_obj.get("spec") or {}).get("agentRef"))
+        if lineage:
+            return {}, ("", ""), lineage
         cm = ctx.kube.get_configmap(namespace, names.workspace_configmap(parent))
         if cm is None:
-            return None, ("ParentUnavailable", f"parent {parent!r} has no workspace (it never reached evaluation)")
-        return dict(cm.get("data") or {}), ("", "")
+            return None, ("ParentUnavailable", f"parent {parent!r} has no workspace (it never reached evaluation)"), []
+        return dict(cm.get("data") or {}), ("", ""), []
     revision = view.agent_status.current_revision
     if not revision:
-        return None, ("WaitingForAgent", "the agent has no revision snapshot yet")
+        return None, ("WaitingForAgent", "the agent has no revision snapshot yet"), []
     cm = ctx.kube.get_configmap(namespace, names.revision_snapshot(view.agent_name, revision))
     if cm is None:
-        return None, ("WaitingForAgent", f"snapshot of revision {revision} not found")
-    return dict(cm.get("data") or {}), ("", "")
+        return None, ("WaitingForAgent", f"snapshot of revision {revision} not found"), []
+    return dict(cm.get("data") or {}), ("", ""), []
 
 
 def proposed(ctx: Context, view: CandidateView) -> list[str]:
-    base_files, (why, message) = parent_files(ctx, view)
+    base_files, (why, message), lineage = parent_files(ctx, view)
     if base_files is None:
         note_candidate(ctx, view.obj, view.status, Phase.PROPOSED, why, message)
         return []
@@ -107,8 +112,8 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
     if get_condition(conditions, "SafetyChecked") is None:
         threshold = view.agent.spec.policy.safety_threshold
         changes = view.candidate.spec.changes
-        report = engine_safety.analyze(changes, mapping.safety_policy(view.agent))
-        findings = list(report.findings) + mapping.configmap_key_findings(changes) + \
+        report = engine_safety.analyze(changes, mapping.safety_policy(view.agent), base_files=base_files)
+        findings = list(report.findings) + lineage + \
             mapping.image_findings(view.candidate.spec.image, revision_image(view.agent_status),
                                    view.agent.spec.policy.allowed_images, view.agent.spec.evaluation.image)
         score = engine_safety.score_findings(findings)
@@ -259,6 +264,8 @@ def validated(ctx: Context, view: CandidateView) -> None:
     decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
         auto_apply=view.agent.spec.policy.auto_apply, paused=view.agent.spec.paused,
         approved=view.candidate.spec.approved or view.action == "approve",
+        code_files=policies.code_files(view.candidate.spec.changes),
+        auto_apply_code=view.agent.spec.policy.auto_apply_code,
         image=image if image and image != revision_image(view.agent_status) else None,
         allowed_images=view.agent.spec.policy.allowed_images))
     if decision is not None:

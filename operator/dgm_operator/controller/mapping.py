@@ -4,15 +4,12 @@ engine's plain types, and engine results back onto status fragments. Pure."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping, Sequence
 
 from ..api import models as api
 from ..engine import safety as engine_safety
 from ..engine.policies import image_allowed
 from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam, Severity
-
-CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 def metric_specs(agent: api.DGMAgent) -> list[MetricSpec]:
@@ -34,6 +31,7 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
     kwargs: dict[str, Any] = dict(
         allowed_files=tuple(policy.allowed_files or ("*",)),
         max_change_bytes=policy.max_change_bytes,
+        max_files=policy.max_files,
         search_space=tuple(search_space(agent)),
     )
     protected = agent.spec.evaluation.protected_files
@@ -45,12 +43,9 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
 
 
 def configmap_key_findings(changes: Mapping[str, str]) -> list[Finding]:
-    """Change keys become ConfigMap keys of the live agent: they must be valid ones."""
-    return [
-        Finding("path", Severity.CRITICAL, name,
-                "file names are ConfigMap keys: letters, digits, '-', '_' and '.' only (no directories)")
-        for name in changes if not CONFIGMAP_KEY.match(name)
-    ]
+    """Change keys become ConfigMap keys of the live agent (the rule lives in the engine;
+    :func:`engine_safety.analyze` applies it to every change)."""
+    return engine_safety.configmap_key_findings(changes)
 
 
 def metrics_to_list(metrics: Mapping[str, float], *, units: Mapping[str, str | None], when: str,

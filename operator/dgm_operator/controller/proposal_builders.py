@@ -351,6 +351,7 @@ def build_context(
             allowed_files=list(safety_policy.allowed_files),
             protected_files=list(safety_policy.protected_files),
             max_change_bytes=safety_policy.max_change_bytes,
+            max_files=safety_policy.max_files,
             allowed_imports=sorted(safety_policy.allowed_imports or engine_safety.DEFAULT_ALLOWED_IMPORTS),
             safety_threshold=spec.policy.safety_threshold,
             search_space=[proposal.ContextParameter(file=p.file, key=p.key, type=p.type.value, min=p.min, max=p.max,

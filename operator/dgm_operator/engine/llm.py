@@ -426,7 +426,8 @@ def rule_lines(rules: Mapping[str, Any]) -> list[str]:
     if rules.get("protectedFiles"):
         lines.append(f"Never change evaluation files: {', '.join(rules['protectedFiles'])}.")
     if rules.get("maxChangeBytes"):
-        lines.append(f"The changed files together hold at most {rules['maxChangeBytes']} bytes.")
+        lines.append(f"The changed files together hold at most {rules['maxChangeBytes']} bytes"
+                     + (f", in at most {rules['maxFiles']} files." if rules.get("maxFiles") else "."))
     lines.append("File names are plain names (letters, digits, '-', '_', '.'): no directories.")
     imports = rules.get("allowedImports")
     if imports:

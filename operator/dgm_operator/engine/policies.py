@@ -17,7 +17,7 @@ Chains (each is run by the operator's reconcilers; none exists for tests alone):
   ImageUnavailable, OOMKilled, DeadlineExceeded, EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
   ImprovementValidated); a stage that is not the last one answers None when it passes
 * :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval for an image not
-  in allowedImages or without autoApply, AgentPaused)
+  in allowedImages, for code without autoApplyCode, or without autoApply; AgentPaused)
 * :data:`ROLLOUT_CHAIN`: an applied revision's rollout (RolloutFailed)
 * :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (VerificationInconclusive,
   Regression, Verified)
@@ -57,6 +57,9 @@ class Facts:
     # user actions
     user_action: str | None = None
     phase: str | None = None
+    # code changes (as opposed to configuration)
+    code_files: Sequence[str] = ()
+    auto_apply_code: bool = False
     # image candidates
     image: str | None = None  # a candidate's new image (None: it keeps the agent's)
     single_process: bool = False
@@ -241,6 +244,21 @@ def image_not_allowed(f: Facts) -> Decision | None:
     return None
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf", ".txt", ".md", ".csv")
+
+
+def code_files(changes: Iterable[str]) -> list[str]:
+    """The changed files that are code (anything but configuration and text)."""
+    return sorted(name for name in changes if not name.lower().endswith(CONFIG_SUFFIXES))
+
+
+def code_needs_approval(f: Facts) -> Decision | None:
+    if f.code_files and f.auto_apply and not f.auto_apply_code and not f.approved:
+        return Decision("AwaitingApproval", f"changes code ({', '.join(f.code_files[:5])}): policy.autoApplyCode is "
+                                            "false, so a person approves code even with autoApply")
+    return None
+
+
 def awaiting_approval(f: Facts) -> Decision | None:
     if not f.auto_apply and not f.approved:
         return Decision("AwaitingApproval", "autoApply is false: set approved: true to apply")
@@ -287,7 +305,7 @@ ADMISSION_CHAIN: tuple[Policy, ...] = (concurrency_limit_reached,)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
     sandbox_not_enforced, image_unavailable, out_of_memory, deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
 )
-APPLY_CHAIN: tuple[Policy, ...] = (image_not_allowed, awaiting_approval, agent_paused)
+APPLY_CHAIN: tuple[Policy, ...] = (image_not_allowed, code_needs_approval, awaiting_approval, agent_paused)
 ROLLOUT_CHAIN: tuple[Policy, ...] = (rollout_failed,)
 POST_APPLY_CHAIN: tuple[Policy, ...] = (verification_inconclusive, regression, verified)
 

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal, Mapping, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import llm, policies, safety
+from . import llm, policies, pyanalysis, safety
 from .policies import Decision
 from .types import ImprovementType, ParamType, SearchParam
 
@@ -122,6 +122,7 @@ class Rules(_Doc):
     allowed_files: list[str] = Field(default_factory=lambda: ["**"])
     protected_files: list[str] = Field(default_factory=list)
     max_change_bytes: int = 65536
+    max_files: int = 64
     allowed_imports: list[str] = Field(default_factory=list)
     safety_threshold: float = 0.8
     search_space: list[ContextParameter] = Field(default_factory=list)
@@ -144,13 +145,24 @@ class ProposalContext(_Doc):
 
 
 def safety_rule_lines() -> list[str]:
-    """What the static safety analysis rejects, in words for a model (from engine.safety)."""
+    """What the static safety analysis (engine.safety) rejects, in words for a model."""
+    builtins = sorted(k for k, v in pyanalysis.DANGEROUS_BUILTINS.items() if v == pyanalysis.FORBIDDEN)
+    members = sorted(m for m, (kind, _) in pyanalysis.FORBIDDEN_MEMBERS.items() if kind == pyanalysis.FORBIDDEN)
+    examples = [m for m in ("subprocess", "socket", "importlib", "inspect", "pickle", "threading", "shutil")
+                if m in safety.FORBIDDEN_MODULES]
     return [
-        "No " + ", ".join(sorted(safety.FORBIDDEN_BUILTINS)) + "; no os.system, os.popen, os.exec*, os.spawn*, os.fork.",
-        "No imports of " + ", ".join(sorted(safety.FORBIDDEN_MODULES)) + ".",
-        "No attribute access to " + ", ".join(sorted(safety.DANGEROUS_DUNDERS)) + ".",
-        "open() writes only to literal relative paths inside the workspace.",
-        "YAML and JSON files stay valid.",
+        f"Never reference (not even without calling) {', '.join(builtins)}; getattr, setattr and "
+        "delattr only with a literal name; type() only with one argument.",
+        f"Never use members that run processes or reach the interpreter ({len(members)} of them, e.g. "
+        f"{', '.join(m for m in members if m in ('os.system', 'os.popen', 'os.environ', 'sys.modules'))}).",
+        f"Never import process, network, import-system, introspection or serialisation modules "
+        f"({', '.join(examples)}, ...), private modules, or names starting with '_' from a module.",
+        "No dunder attributes other than plain data (__name__, __class__, __dict__, ...) and data-model "
+        "methods; no frame or code internals (f_globals, gi_frame, co_code, ...); no module used as a "
+        "value or patched (json.dumps = f).",
+        "Do not write files (open() for writing is rejected); no new .py file named like a standard module.",
+        "Python files are UTF-8 without another coding cookie and without bidirectional control characters.",
+        "YAML and JSON files stay valid: one document, no duplicate keys, no unknown tags.",
     ]
 
 
@@ -205,21 +217,23 @@ def safety_policy(rules: Rules) -> safety.SafetyPolicy:
         allowed_files=tuple(rules.allowed_files or ["**"]),
         protected_files=tuple(rules.protected_files),
         max_change_bytes=rules.max_change_bytes,
+        max_files=rules.max_files,
         allowed_imports=frozenset(rules.allowed_imports) if rules.allowed_imports else safety.DEFAULT_ALLOWED_IMPORTS,
         search_space=params,
     )
 
 
-def preflight(changes: Mapping[str, str], rules: Rules) -> None:
+def preflight(changes: Mapping[str, str], rules: Rules, base_files: Mapping[str, str] | None = None) -> None:
     """Raise :class:`~.llm.EditRuleError` when the operator's safety analysis would reject
-    ``changes`` (the operator still runs it: this only saves an evaluation and tells the
-    model why, so it can fix the change)."""
+    ``changes`` on top of ``base_files`` (the parent's files), as the operator analyses the
+    merged workspace. The operator still runs it: this only saves an evaluation and tells the
+    model why, so it can fix the change."""
     bad = [n for n in changes if not CONFIGMAP_KEY.match(n)]
     if bad:
         raise llm.EditRuleError(f"file names must be plain ConfigMap keys (letters, digits, '-', '_', '.'): "
                                 f"{', '.join(bad)}")
     llm.check_files(changes, rules.allowed_files or ["**"], rules.protected_files)
-    report = safety.analyze(changes, safety_policy(rules))
+    report = safety.analyze(changes, safety_policy(rules), base_files=base_files)
     if report.score < rules.safety_threshold:
         raise llm.EditRuleError(f"the safety analysis rejects the change (score {report.score:.2f} < "
                                 f"{rules.safety_threshold:.2f}): {report.summary(limit=5)}")

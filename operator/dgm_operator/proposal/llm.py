@@ -240,7 +240,7 @@ def propose(ctx: proposal.ProposalContext, settings: Settings, model: Any, *, sh
                         raise llm.EditFormatError(f"{exc} (the reply was cut at maxTokens "
                                                   f"{settings.max_tokens}: make the edits shorter)") from exc
                     raise
-                proposal.preflight(changes, ctx.rules)
+                proposal.preflight(changes, ctx.rules, base_files=files)
             except llm.EditError as exc:
                 error = exc
                 log.warning("reply %d cannot be used: %s", attempt, exc)
