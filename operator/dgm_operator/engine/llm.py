@@ -549,7 +549,7 @@ def usage_from_api(usage: Mapping[str, Any] | None, messages: Sequence[Mapping[s
 
 
 #: UTF-8 bytes per token of BPE tokenizers on these prompts (English prose, YAML and Python):
-#: 3.3 to 3.8 with cl100k_base and o200k_base (docs/llm-proposer.md says how it was checked)
+#: 3.35 to 3.86 with cl100k_base and o200k_base (docs/llm-proposer.md says how it was checked)
 CHARS_PER_TOKEN = 3.5
 
 
