@@ -11,6 +11,7 @@ import yaml
 from dgm_operator.api import models as api
 from dgm_operator.controller import names
 from dgm_operator.controller import proposal_builders as pb
+from dgm_operator.controller import proposal_jobs as pj
 from dgm_operator.engine import proposal
 
 from test_llm_edits import check_golden
@@ -152,7 +153,7 @@ def test_proposal_jobs_reconcile_their_agent_not_a_candidate() -> None:
 
 def test_outcome_of_a_good_log() -> None:
     good = proposal.ProposalResult(description="d", changes={"a.txt": "b"})
-    assert pb.outcome("succeeded", "", proposal.render_result(good)) == good
+    assert pj.outcome("succeeded", "", proposal.render_result(good)) == good
 
 
 @pytest.mark.parametrize("args, kwargs, reason, text", [
@@ -163,9 +164,9 @@ def test_outcome_of_a_good_log() -> None:
     (("succeeded", "", "garbage"), {}, "InvalidResult", "no result block"),
 ])
 def test_outcome_of_a_failure(args: tuple, kwargs: dict, reason: str, text: str) -> None:
-    result = pb.outcome(*args, **kwargs)
+    result = pj.outcome(*args, **kwargs)
     assert not result.ok and result.reason == reason and text in result.error
-    assert pb.failure_message(result).startswith(reason + ": ")
+    assert pj.failure_message(result).startswith(reason + ": ")
 
 
 def test_candidate_body_and_status_from_a_result() -> None:
@@ -174,11 +175,11 @@ def test_candidate_body_and_status_from_a_result() -> None:
     result = proposal.ProposalResult(description="why", changes={"a.txt": "b"}, improvement_type="ParameterTuning",
                                      model="m", usage=proposal.ProposalUsage(prompt_tokens=10, completion_tokens=3,
                                                                              total_tokens=13, calls=2))
-    body = pb.candidate_body(agent_obj, name=names.proposed_candidate("qa", 7), parent="qa-g3", result=result)
+    body = pj.candidate_body(agent_obj, name=names.proposed_candidate("qa", 7), parent="qa-g3", result=result)
     cand = api.ImprovementCandidate.model_validate(body)
     assert cand.spec.parent == "qa-g3" and cand.spec.changes == {"a.txt": "b"}
     assert body["metadata"]["name"] == "qa-g7" and body["metadata"]["ownerReferences"][0]["uid"] == "u-agent"
-    status = pb.proposal_status(result, "qa-g7-propose")
+    status = pj.proposal_status(result, "qa-g7-propose")
     api.ProposalStatus.model_validate(status)
     assert status == {"jobName": "qa-g7-propose", "model": "m", "calls": 2,
                       "tokens": {"prompt": 10, "completion": 3, "total": 13}}

@@ -15,7 +15,8 @@ The Job's TTL removes all three (garbage collection follows the owner). The pod 
 service-account token and the sandbox's restricted settings; the API key reaches only the
 ``propose`` container, through ``env.valueFrom.secretKeyRef``: the operator never reads it.
 
-:func:`build_context` assembles the context document from the API objects.
+:func:`build_context` assembles the context document from the API objects; reading the
+result back is :mod:`.proposal_jobs`.
 """
 
 from __future__ import annotations
@@ -361,66 +362,3 @@ def build_context(
         ),
     )
     return proposal.fit_context(ctx)
-
-
-# ------------------------------------------------------------------------------ the outcome
-
-
-def outcome(state: str, job_reason: str, log: str | bytes | None, *, propose_message: str | None = None,
-            read_error: str | None = None) -> proposal.ProposalResult:
-    """The result of a finished proposal Job: ``state`` is ``succeeded`` or ``failed`` (the
-    Job's condition), ``log`` the ``result`` container's log (bounded), ``propose_message``
-    the ``propose`` container's termination message (its log tail when it crashed)."""
-    if state == "failed":
-        why = {"DeadlineExceeded": "the proposal Job ran past its deadline (activeDeadlineSeconds)",
-               "BackoffLimitExceeded": "the proposal Job's pod failed"}.get(job_reason, f"the proposal Job failed ({job_reason or 'no reason'})")
-        if propose_message:
-            why += f"; the proposer said: {' '.join(propose_message.split())[-600:]}"
-        return proposal.failure("ProposalJobFailed", why)
-    if log is None:
-        return proposal.failure("ResultUnavailable", f"the result container's log cannot be read: {read_error or 'no pod'}")
-    try:
-        return proposal.parse_result_log(log)
-    except proposal.ResultError as exc:
-        return proposal.failure("InvalidResult", str(exc))
-
-
-def candidate_body(agent_obj: Mapping[str, Any], *, name: str, parent: str | None,
-                   result: proposal.ProposalResult) -> dict[str, Any]:
-    """The ImprovementCandidate a successful proposal becomes (owned by the agent, as the
-    in-process proposers' candidates are)."""
-    meta = agent_obj["metadata"]
-    spec: dict[str, Any] = {
-        "agentRef": meta["name"],
-        "improvementType": (result.improvement_type.value if result.improvement_type else "AlgorithmModification"),
-        "description": result.description,
-        "changes": dict(result.changes),
-        "expectedImprovement": result.expected_improvement if result.expected_improvement is not None else 0.0,
-        "riskLevel": result.risk_level if result.risk_level is not None else 0.5,
-    }
-    if parent:
-        spec["parent"] = parent
-    return {
-        "apiVersion": constants.API_VERSION, "kind": constants.CANDIDATE_KIND,
-        "metadata": {"name": name, "namespace": meta["namespace"],
-                     "labels": {constants.LABEL_AGENT: meta["name"], constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER},
-                     "ownerReferences": [builders.owner_reference(agent_obj)]},
-        "spec": spec,
-    }
-
-
-def proposal_status(result: proposal.ProposalResult, job_name: str) -> dict[str, Any]:
-    """``status.proposal`` of the candidate: the Job, the model and the tokens it spent."""
-    u = result.usage
-    out: dict[str, Any] = {"jobName": job_name, "tokens": {"prompt": u.prompt_tokens, "completion": u.completion_tokens,
-                                                            "total": u.total_tokens}, "calls": u.calls}
-    if result.model:
-        out["model"] = result.model
-    if u.estimated:
-        out["estimated"] = True
-    return out
-
-
-def failure_message(result: proposal.ProposalResult) -> str:
-    """The message of ProposerFailed (the agent's Improving condition and its Event)."""
-    return f"{result.reason or 'ProposerFailed'}: {result.error}"

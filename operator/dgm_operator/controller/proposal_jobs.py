@@ -1,5 +1,6 @@
 """Proposals that run as Jobs (``proposer.type: llm`` and ``job``): start one, read the
-finished ones back. Nothing here waits: a pass starts a Job and returns; the Job's
+finished ones back and turn each result into a candidate or a ProposerFailed (the Job's
+manifests and context document are in :mod:`.proposal_builders`). Nothing here waits: a pass starts a Job and returns; the Job's
 completion reconciles the agent again (``handlers.job_event``), and that pass reads it.
 
 Order of writes, so that a crash at any point neither loses the tokens nor duplicates a
@@ -18,7 +19,7 @@ candidate:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from ..api import constants
 from ..api import models as api
@@ -43,10 +44,10 @@ def unread_selector(agent: str) -> str:
             f"!{constants.LABEL_PROPOSAL_READ}")
 
 
-def _mark_read(ctx: Context, namespace: str, job_name: str, outcome: str) -> None:
+def _mark_read(ctx: Context, namespace: str, job_name: str, became: str) -> None:
     ctx.kube.patch_job_metadata(namespace, job_name, {
         "labels": {constants.LABEL_PROPOSAL_READ: "true"},
-        "annotations": {constants.ANNOTATION_PROPOSAL_RESULT: outcome}})
+        "annotations": {constants.ANNOTATION_PROPOSAL_RESULT: became}})
 
 
 def tokens_today(ctx: Context, view: AgentView) -> int:
@@ -63,6 +64,66 @@ def max_tokens_per_day(agent: api.DGMAgent) -> int | None:
 class Outcome:
     created: bool
     message: str
+
+
+def outcome(state: str, job_reason: str, log: str | bytes | None, *, propose_message: str | None = None,
+            read_error: str | None = None) -> proposal.ProposalResult:
+    """The result of a finished proposal Job: ``state`` is ``succeeded`` or ``failed`` (the
+    Job's condition), ``log`` the ``result`` container's log (bounded), ``propose_message``
+    the ``propose`` container's termination message (its log tail when it crashed)."""
+    if state == "failed":
+        why = {"DeadlineExceeded": "the proposal Job ran past its deadline (activeDeadlineSeconds)",
+               "BackoffLimitExceeded": "the proposal Job's pod failed"}.get(job_reason, f"the proposal Job failed ({job_reason or 'no reason'})")
+        if propose_message:
+            why += f"; the proposer said: {' '.join(propose_message.split())[-600:]}"
+        return proposal.failure("ProposalJobFailed", why)
+    if log is None:
+        return proposal.failure("ResultUnavailable", f"the result container's log cannot be read: {read_error or 'no pod'}")
+    try:
+        return proposal.parse_result_log(log)
+    except proposal.ResultError as exc:
+        return proposal.failure("InvalidResult", str(exc))
+
+
+def candidate_body(agent_obj: Mapping[str, Any], *, name: str, parent: str | None,
+                   result: proposal.ProposalResult) -> dict[str, Any]:
+    """The ImprovementCandidate a successful proposal becomes (owned by the agent, as the
+    in-process proposers' candidates are)."""
+    meta = agent_obj["metadata"]
+    spec: dict[str, Any] = {
+        "agentRef": meta["name"],
+        "improvementType": (result.improvement_type.value if result.improvement_type else "AlgorithmModification"),
+        "description": result.description,
+        "changes": dict(result.changes),
+        "expectedImprovement": result.expected_improvement if result.expected_improvement is not None else 0.0,
+        "riskLevel": result.risk_level if result.risk_level is not None else 0.5,
+    }
+    if parent:
+        spec["parent"] = parent
+    return {
+        "apiVersion": constants.API_VERSION, "kind": constants.CANDIDATE_KIND,
+        "metadata": {"name": name, "namespace": meta["namespace"],
+                     "labels": {constants.LABEL_AGENT: meta["name"], constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER},
+                     "ownerReferences": [builders.owner_reference(agent_obj)]},
+        "spec": spec,
+    }
+
+
+def proposal_status(result: proposal.ProposalResult, job_name: str) -> dict[str, Any]:
+    """``status.proposal`` of the candidate: the Job, the model and the tokens it spent."""
+    u = result.usage
+    out: dict[str, Any] = {"jobName": job_name, "tokens": {"prompt": u.prompt_tokens, "completion": u.completion_tokens,
+                                                            "total": u.total_tokens}, "calls": u.calls}
+    if result.model:
+        out["model"] = result.model
+    if u.estimated:
+        out["estimated"] = True
+    return out
+
+
+def failure_message(result: proposal.ProposalResult) -> str:
+    """The message of ProposerFailed (the agent's Improving condition and its Event)."""
+    return f"{result.reason or 'ProposerFailed'}: {result.error}"
 
 
 def read_finished(ctx: Context, view: AgentView) -> tuple[int, list[Outcome]]:
@@ -85,7 +146,7 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
     parent = (meta.get("annotations") or {}).get(constants.ANNOTATION_PARENT) or None
     if state is JobState.SUCCEEDED:
         log = ctx.kube.job_container_log(namespace, job_name, pb.RESULT_CONTAINER, proposal.MAX_RESULT_LOG_BYTES + 1)
-        result = pb.outcome("succeeded", job_reason, log,
+        result = outcome("succeeded", job_reason, log,
                             read_error="no pod, no log, or no permission for pods/log (see the operator's log)")
     else:
         end = ctx.kube.job_pod_containers(namespace, job_name).get(pb.PROPOSE_CONTAINER)
@@ -93,19 +154,19 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
         if end is not None:
             message = " ".join(x for x in (end.reason, f"exit code {end.exit_code}" if end.exit_code else "",
                                            end.message or "") if x)
-        result = pb.outcome("failed", job_reason, None, propose_message=message)
+        result = outcome("failed", job_reason, None, propose_message=message)
     _charge(ctx, view, job_name, result)
     if result.ok:
-        ctx.kube.create_candidate(namespace, pb.candidate_body(view.obj, name=candidate, parent=parent, result=result))
+        ctx.kube.create_candidate(namespace, candidate_body(view.obj, name=candidate, parent=parent, result=result))
         created = ctx.kube.get_candidate(namespace, candidate)
         if created is not None:
-            ctx.kube.patch_status(created, {"proposal": pb.proposal_status(result, job_name)})
+            ctx.kube.patch_status(created, {"proposal": proposal_status(result, job_name)})
         u = result.usage
         ctx.kube.event(view.obj, "CandidateProposed",
                        f"{candidate} from {parent or 'the baseline'} ({u.total_tokens} tokens): {result.description}"[:1000])
         _mark_read(ctx, namespace, job_name, candidate)
         return Outcome(True, f"proposed {candidate} from {parent or 'the baseline'} by Job {job_name}")
-    message = pb.failure_message(result)
+    message = failure_message(result)
     ctx.kube.event(view.obj, "ProposerFailed", f"Job {job_name}: {message}"[:1000], warning=True)
     _mark_read(ctx, namespace, job_name, f"failed: {result.reason}")
     return Outcome(False, f"proposal Job {job_name} failed: {message}")
