@@ -240,7 +240,7 @@ def test_quickstart_sample_agent_improves_and_the_unsafe_candidate_is_rejected(e
     env.apply(*objs["configmap"], *objs["deployment"], *objs["dgmagent"])
     st = env.wait_ready(agent="sample-agent")
     baseline = {m["name"]: m["value"] for m in st["baseline"]["metrics"]}
-    assert set(baseline) == {"accuracy", "response_time", "error_rate", "memory_usage"}
+    assert set(baseline) == {"accuracy", "response_time", "error_rate"}
     env.apply(*objs["candidate-good"], *objs["candidate-unsafe"])
     good_name = objs["candidate-good"][0]["metadata"]["name"]
     unsafe_name = objs["candidate-unsafe"][0]["metadata"]["name"]

@@ -13,15 +13,26 @@ from typing import Mapping
 from ..api import constants
 from ..api import models as api
 from ..engine import policies, safety as engine_safety, scoring
-from ..engine.types import Phase
+from ..engine.types import Finding, Phase
 from . import mapping, names, revisions
 from . import metrics as telemetry
 from .conditions import get_condition, set_condition
 from .context import Context, failpoint, parse_time
-from .evaluation import Owner, Stage, metric_stats, stage_baseline, stages, start_stage
+from .evaluation import (Owner, Stage, is_single_process, metric_stats, revision_image, stage_baseline, stages,
+                         start_stage)
 from .jobs import JobResult, JobState, read_result
 from .observed import CandidateView, candidate_phase
 from .status import Event, finish_candidate, note_candidate, write_candidate
+
+
+# evaluation decisions that end a candidate Failed (no valid measurement), not Rejected
+FAILURE_REASONS = frozenset({"SandboxNotEnforced", "ImageUnavailable", "OOMKilled", "DeadlineExceeded",
+                             "EvaluationFailed", "MetricsUnavailable"})
+
+
+def agent_image(view: CandidateView) -> str | None:
+    """The image the candidate is evaluated with: its own, else the agent's current one."""
+    return view.candidate.spec.image or revision_image(view.agent_status)
 
 
 def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
@@ -65,29 +76,34 @@ def queued_siblings(ctx: Context, view: CandidateView) -> list[str]:
 
 
 # -- Proposed: safety analysis, then admission to Testing -------------------------------
-def parent_files(ctx: Context, view: CandidateView) -> tuple[dict[str, str] | None, tuple[str, str]]:
+def parent_files(ctx: Context, view: CandidateView) -> tuple[dict[str, str] | None, tuple[str, str], list[Finding]]:
     """The parent's full file set: the parent candidate's workspace, or the files of the
     agent's current revision when the candidate starts from the baseline. None and
-    (reason, message) when it cannot be had (yet)."""
+    (reason, message) when it cannot be had (yet). A parent of another agent is a safety
+    finding (its files are not read)."""
     namespace, parent = view.namespace, view.candidate.spec.parent
     if parent:
-        if ctx.kube.get_candidate(namespace, parent) is None:
-            return None, ("ParentNotFound", f"parent candidate {parent!r} does not exist")
+        parent_obj = ctx.kube.get_candidate(namespace, parent)
+        if parent_obj is None:
+            return None, ("ParentNotFound", f"parent candidate {parent!r} does not exist"), []
+        lineage = engine_safety.parent_findings(view.agent_name, parent, (parent_obj.get("spec") or {}).get("agentRef"))
+        if lineage:
+            return {}, ("", ""), lineage
         cm = ctx.kube.get_configmap(namespace, names.workspace_configmap(parent))
         if cm is None:
-            return None, ("ParentUnavailable", f"parent {parent!r} has no workspace (it never reached evaluation)")
-        return dict(cm.get("data") or {}), ("", "")
+            return None, ("ParentUnavailable", f"parent {parent!r} has no workspace (it never reached evaluation)"), []
+        return dict(cm.get("data") or {}), ("", ""), []
     revision = view.agent_status.current_revision
     if not revision:
-        return None, ("WaitingForAgent", "the agent has no revision snapshot yet")
+        return None, ("WaitingForAgent", "the agent has no revision snapshot yet"), []
     cm = ctx.kube.get_configmap(namespace, names.revision_snapshot(view.agent_name, revision))
     if cm is None:
-        return None, ("WaitingForAgent", f"snapshot of revision {revision} not found")
-    return dict(cm.get("data") or {}), ("", "")
+        return None, ("WaitingForAgent", f"snapshot of revision {revision} not found"), []
+    return dict(cm.get("data") or {}), ("", ""), []
 
 
 def proposed(ctx: Context, view: CandidateView) -> list[str]:
-    base_files, (why, message) = parent_files(ctx, view)
+    base_files, (why, message), lineage = parent_files(ctx, view)
     if base_files is None:
         note_candidate(ctx, view.obj, view.status, Phase.PROPOSED, why, message)
         return []
@@ -96,13 +112,16 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
     if get_condition(conditions, "SafetyChecked") is None:
         threshold = view.agent.spec.policy.safety_threshold
         changes = view.candidate.spec.changes
-        report = engine_safety.analyze(changes, mapping.safety_policy(view.agent))
-        findings = list(report.findings) + mapping.configmap_key_findings(changes)
+        report = engine_safety.analyze(changes, mapping.safety_policy(view.agent), base_files=base_files)
+        findings = list(report.findings) + lineage + \
+            mapping.image_findings(view.candidate.spec.image, revision_image(view.agent_status),
+                                   view.agent.spec.policy.allowed_images, view.agent.spec.evaluation.image)
         score = engine_safety.score_findings(findings)
         patch.safety = api.SafetyStatus(score=round(score, 4), findings=[
             api.SafetyFinding.model_validate({k: v for k, v in f.as_dict().items() if v is not None}) for f in findings])
         decision = policies.evaluate_chain(policies.SAFETY_CHAIN, policies.Facts(
-            safety_score=score, safety_threshold=threshold, findings=findings))
+            safety_score=score, safety_threshold=threshold, findings=findings,
+            image=view.candidate.spec.image, single_process=is_single_process(view.agent)))
         if decision is not None:
             patch.conditions = set_condition(conditions, "SafetyChecked", False, decision.reason, decision.message,
                                              generation=view.generation, now=ctx.now())
@@ -127,7 +146,8 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
         first = stages(view.agent)[0]
         files = {**base_files, **view.candidate.spec.changes}
         job_name = start_stage(ctx, Owner(view.obj, view.agent_name), view.agent, first,
-                               workspace=names.workspace_configmap(view.name), files=files)
+                               workspace=names.workspace_configmap(view.name), agent_image=agent_image(view),
+                               files=files)
         failpoint("job-created")
         started = ctx.now()
         patch.conditions = set_condition(conditions, "Evaluated", "Unknown", "EvaluationRunning",
@@ -152,7 +172,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
         return []
     if result.state is JobState.MISSING:
         # The Job is gone (deleted by hand, or TTL before we looked): run the stage again.
-        start_stage(ctx, owner, view.agent, stage, workspace=names.workspace_configmap(view.name))
+        start_stage(ctx, owner, view.agent, stage, workspace=names.workspace_configmap(view.name),
+                    agent_image=agent_image(view))
         return []
     baseline = view.agent_status.baseline
     base_values = stage_baseline(baseline, stage.name)
@@ -161,6 +182,7 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
         return []  # wait for the agent's baseline; the agent pokes us when it has one
     specs = mapping.metric_specs(view.agent)
     facts = policies.Facts(
+        sandbox_error=result.sandbox_error, image_error=result.image_error, container_reason=result.container_reason,
         evaluation_failed=result.state is JobState.FAILED, failure_message=result.failure_message(),
         job_reason=result.job_reason, timeout_seconds=view.agent.spec.evaluation.timeout_seconds,
         metrics=result.metrics, required_metrics=[m.name for m in specs],
@@ -169,6 +191,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
     validation.job_name, validation.stage, validation.finished_at = job_name, stage.name, ctx.now_datetime()
     if result.tests:
         validation.tests = result.tests
+    if result.agent_image_id:
+        validation.agent_image_id = result.agent_image_id
     started = parse_time(validation.started_at)
     if started is not None:
         validation.duration_seconds = round(ctx.clock() - started, 3)
@@ -180,7 +204,8 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
     decision = policies.evaluate_chain(policies.EVALUATION_CHAIN, facts)
     if decision is None:  # a stage before the last one passed: run the next one
         nxt = all_stages[index + 1]
-        next_job = start_stage(ctx, owner, view.agent, nxt, workspace=names.workspace_configmap(view.name))
+        next_job = start_stage(ctx, owner, view.agent, nxt, workspace=names.workspace_configmap(view.name),
+                               agent_image=agent_image(view))
         validation.job_name, validation.stage, validation.finished_at = next_job, nxt.name, None
         validation.stages_passed = [s.name for s in all_stages[: index + 1]]
         validation.started_at = ctx.now_datetime()
@@ -190,7 +215,7 @@ def testing(ctx: Context, view: CandidateView) -> list[str]:
             event=Event("StagePassed", f"stage {stage.name} scored {facts.stage_score:.4f}"))
         return []
     if decision.reason != "ImprovementValidated":
-        failed = decision.reason in ("DeadlineExceeded", "EvaluationFailed", "MetricsUnavailable")
+        failed = decision.reason in FAILURE_REASONS
         finish_candidate(ctx, view.obj, view.status, view.agent_name, Phase.FAILED if failed else Phase.REJECTED,
                          decision.reason, decision.message, condition=("Evaluated", not failed), validation=validation)
         return queued_siblings(ctx, view)
@@ -235,9 +260,14 @@ def _score_stage(ctx: Context, view: CandidateView, result: JobResult, stage: St
 
 # -- Validated: the approval gate, then apply -----------------------------------------
 def validated(ctx: Context, view: CandidateView) -> None:
+    image = view.candidate.spec.image
     decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
         auto_apply=view.agent.spec.policy.auto_apply, paused=view.agent.spec.paused,
-        approved=view.candidate.spec.approved or view.action == "approve"))
+        approved=view.candidate.spec.approved or view.action == "approve",
+        code_files=policies.code_files(view.candidate.spec.changes),
+        auto_apply_code=view.agent.spec.policy.auto_apply_code,
+        image=image if image and image != revision_image(view.agent_status) else None,
+        allowed_images=view.agent.spec.policy.allowed_images))
     if decision is not None:
         if view.status.reason != decision.reason:
             write_candidate(ctx, view.obj, api.ImprovementCandidateStatus(reason=decision.reason, message=decision.message),

@@ -120,6 +120,24 @@ def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) 
         _agent(namespace, labels[constants.LABEL_AGENT])
 
 
+@kopf.on.event("", "v1", "pods", labels={constants.LABEL_SANDBOX: "true"})
+def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A sandbox container that cannot start (its image is not on the node, say) ends its
+    evaluation now rather than at the Job's deadline."""
+    if event.get("type") == "DELETED":
+        return
+    statuses = [*((body.get("status") or {}).get("initContainerStatuses") or []),
+                *((body.get("status") or {}).get("containerStatuses") or [])]
+    if not any(((s.get("state") or {}).get("waiting") or {}).get("reason") in jobs.FATAL_WAITING_REASONS
+               for s in statuses):
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(constants.LABEL_CANDIDATE):
+        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
+    elif labels.get(constants.LABEL_AGENT):
+        _agent(namespace, labels[constants.LABEL_AGENT])
+
+
 @kopf.on.event(GROUP, VERSION, AGENTS)
 def agent_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
