@@ -3,7 +3,8 @@
 # docker-archive that the node imports with `ctr -n k8s.io images import`:
 #
 #   dgm-operator:dev      the operator (Dockerfile target `operator`, entrypoint `dgm run`)
-#   dgm-sample-agent:dev  the sample agent and the grader `dgm evaluate` (target `sample-agent`)
+#   dgm-sample-agent:dev  the sample agent, an A2A server (target `sample-agent`)
+#   dgm-grader:dev        `dgm grade` with the sample agent's task suite (target `grader`)
 #   dgm-pause:dev         the pod sandbox image: one static binary (controlplane/pause)
 #   dgm-base:dev          the base itself (user root; its layer is shared, so it costs nothing):
 #                         what the tests use for an image whose user is root
@@ -149,8 +150,9 @@ build() {  # build TARGET NAME
 }
 log "[2/4] podman build: operator"
 build operator dgm-operator
-log "[3/4] podman build: sample agent"
+log "[3/4] podman build: sample agent, grader"
 build sample-agent dgm-sample-agent
+build grader dgm-grader
 
 # --- the pause image: the static binary alone
 pctx="$out/pause-context"
@@ -165,8 +167,8 @@ log "[4/4] saving the images to $archive"
 rm -f "$archive.tmp"
 podman tag "$base" docker.io/library/dgm-base:dev
 podman save --quiet --multi-image-archive --format docker-archive -o "$archive.tmp" \
-  docker.io/library/dgm-operator:dev docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-pause:dev \
-  docker.io/library/dgm-base:dev
+  docker.io/library/dgm-operator:dev docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-grader:dev \
+  docker.io/library/dgm-pause:dev docker.io/library/dgm-base:dev
 mv "$archive.tmp" "$archive"
 echo "$(basename "$archive")" >"$out/current"
 # older archives of this cache are superseded

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates image-constraints.txt: the exact versions the image build installs, taken from
-# the current resolution of dgm-operator's dependencies (pyproject.toml) for the image's
-# Python (3.11, the version of Debian bookworm and of python:3.11-slim), plus the build
-# backend used to build the wheels. The Dockerfile hands the file to pip as PIP_CONSTRAINT,
+# the current resolution of dgm-operator's dependencies (pyproject.toml) and of the sample
+# agent's server (devtools/pyproject.toml without optuna, which only the benchmarks use) for
+# the image's Python (3.11, the version of Debian bookworm and of python:3.11-slim), plus
+# the build backend used to build the wheels. The Dockerfile hands the file to pip as PIP_CONSTRAINT,
 # so an image built later installs the same versions. Run it after changing dependencies.
 #
 #   PYTHON=python3.11 hack/lock-image-deps.sh
@@ -16,8 +17,15 @@ ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$py" -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q -U pip >&2
-# the runtime's dependencies, as pip resolves them now for this platform and Python
-"$tmp/venv/bin/pip" install -q --dry-run --ignore-installed --report "$tmp/run.json" "$here" >&2
+# the runtime's dependencies and the sample agent's, as pip resolves them now for this
+# platform and Python
+sample=$("$py" -c '
+import re, sys, tomllib
+deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+print(" ".join(d for d in deps if re.split(r"[\s<>=\[;]", d)[0] not in ("dgm-operator", "optuna")))
+' "$here/devtools/pyproject.toml")
+# shellcheck disable=SC2086
+"$tmp/venv/bin/pip" install -q --dry-run --ignore-installed --report "$tmp/run.json" "$here" $sample >&2
 # the build backend of both distributions (pyproject.toml [build-system])
 "$tmp/venv/bin/pip" install -q --dry-run --ignore-installed --report "$tmp/build.json" 'setuptools>=68' wheel >&2
 "$tmp/venv/bin/python" - "$tmp/run.json" "$tmp/build.json" >"$here/image-constraints.txt" <<'PY'

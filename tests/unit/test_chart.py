@@ -262,7 +262,7 @@ def test_dockerfile_runs_non_root_with_the_operator_entrypoint():
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M), "a registry's base by default"
     stages = re.findall(r"^FROM (\S+) AS (\S+)", text, re.M)
     assert stages == [("${BASE_IMAGE}", "builder"), ("${BASE_IMAGE}", "runtime"), ("runtime", "sample-agent"),
-                      ("runtime", "operator")]
+                      ("runtime", "grader"), ("runtime", "operator")]
     by_stage = dict(zip([n for _, n in stages], re.split(r"^FROM .*$", text, flags=re.M)[1:]))
     runtime, final = by_stage["runtime"], by_stage["operator"]
     assert re.search(r"^USER 65532(:65532)?$", runtime, re.M)
@@ -270,7 +270,9 @@ def test_dockerfile_runs_non_root_with_the_operator_entrypoint():
     assert "import dgm_operator.controller.handlers" in runtime, "the build check imports the runtime modules"
     assert '\nENTRYPOINT ["dgm", "run"]' in final
     assert re.search(r"^EXPOSE 8080 9090$", final, re.M)
-    for stage in ("runtime", "sample-agent", "operator"):
+    assert "sample-qa.yaml" in by_stage["grader"] and "sample-qa" not in by_stage["sample-agent"], \
+        "the task suite's answers are in the grader's image only"
+    for stage in ("runtime", "sample-agent", "grader", "operator"):
         assert "COPY operator" not in by_stage[stage], "the runtime stages copy the installed packages only"
     builder = by_stage["builder"]
     assert "PIP_CONSTRAINT=/src/image-constraints.txt" in builder, "dependencies pinned for the image build"

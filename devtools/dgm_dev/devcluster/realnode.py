@@ -40,7 +40,7 @@ NODE_IP = "10.244.0.1"  # the node's address on the bridge: the pods' gateway, a
 SERVICE_CIDR = "10.96.0.0/16"
 # the pod sandbox image (hack/build-images.sh); Kubernetes spells short names docker.io/library/...
 PAUSE_IMAGE = "docker.io/library/dgm-pause:dev"
-IMAGES = ("dgm-operator:dev", "dgm-sample-agent:dev", "dgm-pause:dev", "dgm-base:dev")
+IMAGES = ("dgm-operator:dev", "dgm-sample-agent:dev", "dgm-grader:dev", "dgm-pause:dev", "dgm-base:dev")
 # the kubelet's pids limit per pod: the sandbox builder sets none (Kubernetes has no pod field)
 POD_PIDS_LIMIT = 512
 # host tools the node runs (hack/install-node-deps.sh installs them)
