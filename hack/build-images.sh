@@ -2,7 +2,8 @@
 # Builds the dev cluster's images locally, without a registry, and saves them as one
 # docker-archive that the node imports with `ctr -n k8s.io images import`:
 #
-#   dgm-operator:dev      the operator (Dockerfile target `operator`, entrypoint `dgm run`)
+#   dgm-operator:dev      the operator (Dockerfile target `operator`, entrypoint `dgm run`), also
+#                         tagged with the chart's appVersion, the chart's default tag
 #   dgm-sample-agent:dev  the sample agent, an A2A server (target `sample-agent`)
 #   dgm-grader:dev        `dgm grade` with the sample agent's task suite (target `grader`)
 #   dgm-pause:dev         the pod sandbox image: one static binary (controlplane/pause)
@@ -126,7 +127,8 @@ if [ ! -x "$pause_bin" ]; then
 fi
 
 # --- the archive's key: everything that goes into the images
-src_key=$(hash_files Dockerfile .dockerignore image-constraints.txt pyproject.toml README.md operator devtools)
+src_key=$(hash_files Dockerfile .dockerignore image-constraints.txt pyproject.toml README.md operator devtools \
+  charts/dgm-operator/Chart.yaml)
 key=$(printf '%s\n' "$base" "$src_key" "$pause_key" "$script_hash" | sha256sum | cut -c1-12)
 archive="$out/dgm-images-$key.tar"
 if [ -f "$archive" ]; then
@@ -165,9 +167,12 @@ rm -rf "$pctx"
 # --- 4. one archive for the node (layers shared by the two Python images are stored once)
 log "[4/4] saving the images to $archive"
 rm -f "$archive.tmp"
+app_version=$(awk -F'"' '/^appVersion:/ {print $2}' "$here/charts/dgm-operator/Chart.yaml")
+podman tag docker.io/library/dgm-operator:dev "docker.io/library/dgm-operator:${app_version:-dev}"
 podman tag "$base" docker.io/library/dgm-base:dev
 podman save --quiet --multi-image-archive --format docker-archive -o "$archive.tmp" \
-  docker.io/library/dgm-operator:dev docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-grader:dev \
+  docker.io/library/dgm-operator:dev "docker.io/library/dgm-operator:${app_version:-dev}" \
+  docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-grader:dev \
   docker.io/library/dgm-pause:dev docker.io/library/dgm-base:dev
 mv "$archive.tmp" "$archive"
 echo "$(basename "$archive")" >"$out/current"

@@ -311,6 +311,8 @@ def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
     args = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
             "--set", "image.repository=dgm-operator", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
             "--set", f"watchNamespaces={{{namespace}}}", "--set", "liveness.initialDelaySeconds=2",
+            # the aggregated ClusterRoles are cluster-wide; another test applies them already
+            "--set", "rbac.aggregatedRoles=false",
             "--wait", "--timeout", "120s"]
     proc = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=180)
     try:

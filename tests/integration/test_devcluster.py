@@ -129,6 +129,9 @@ def test_deployment_rollout_and_progress_deadline(cluster, namespace):
         spec:
           replicas: 1
           progressDeadlineSeconds: 4
+          # a real kubelet reports a container that exits at once as Running (Ready without a
+          # probe) for a moment: only a pod up for 2 s counts as available
+          minReadySeconds: 2
           selector: {matchLabels: {app: agent}}
           template:
             metadata: {labels: {app: agent}}

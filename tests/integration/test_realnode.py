@@ -118,14 +118,18 @@ def workspace(cluster, namespace, name="ws"):
 
 
 def sandbox_job(namespace, owner, name, script, *, image=AGENT_IMAGE, timeout_seconds=120, limits=None,
-                command=("python3", "-c")):
+                command=("python3", "-c"), egress_check=True):
+    """The operator's single-container evaluation Job (its grader runs ``script``); with
+    ``egress_check`` its init container first proves egress denied, as the operator's does."""
     job = builders.evaluation_job(
         name=name, namespace=namespace, owner=builders.owner_reference(owner), labels={"test": name},
-        image=image, command=list(command), args=[script], env=[], workspace_configmap=owner["metadata"]["name"],
-        timeout_seconds=timeout_seconds, repeats=1, stage="test",
+        grader=builders.ContainerRun(image=image, command=list(command), args=[script]), agent=None,
+        workspace_configmap=owner["metadata"]["name"], timeout_seconds=timeout_seconds, repeats=1, stage="test",
+        egress_check_seconds=builders.EGRESS_CHECK_SECONDS if egress_check else None,
         resources={"limits": limits, "requests": {"cpu": "100m", "memory": "32Mi"}} if limits else None)
-    job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
-    for c in job["spec"]["template"]["spec"]["containers"]:
+    spec = job["spec"]["template"]["spec"]
+    spec["terminationGracePeriodSeconds"] = 1
+    for c in spec["containers"] + spec.get("initContainers", []):
         c["imagePullPolicy"] = "Never"
     return job
 
@@ -191,18 +195,24 @@ FORK_BOMB = textwrap.dedent("""
 
 
 def test_sandbox_holds_against_a_hostile_evaluation(cluster, namespace):
-    """The operator's evaluation Job, run with hostile commands. All Jobs start at once."""
+    """The operator's evaluation Job, run with hostile commands. All Jobs start at once, behind
+    the operator's deny-egress NetworkPolicy (their egress check must pass first)."""
     owner = workspace(cluster, namespace)
+    apply(cluster, namespace, builders.sandbox_network_policy(namespace))
     jobs = {
         "hostile": sandbox_job(namespace, owner, "hostile", HOSTILE),
         "oom": sandbox_job(namespace, owner, "oom", OOM, limits={"cpu": "1", "memory": "64Mi"}),
-        "deadline": sandbox_job(namespace, owner, "deadline", "import time; time.sleep(600)", timeout_seconds=3),
+        "deadline": sandbox_job(namespace, owner, "deadline", "import time; time.sleep(600)", timeout_seconds=3,
+                                egress_check=False),
         "forkbomb": sandbox_job(namespace, owner, "forkbomb", FORK_BOMB),
     }
     # an image whose user is root, and nothing in the pod naming another user
-    root = sandbox_job(namespace, owner, "as-root", "id", image=ROOT_IMAGE, command=("sh", "-c"))
-    root["spec"]["template"]["spec"]["securityContext"].pop("runAsUser")
-    root["spec"]["template"]["spec"]["securityContext"].pop("runAsGroup")
+    root = sandbox_job(namespace, owner, "as-root", "id", image=ROOT_IMAGE, command=("sh", "-c"),
+                       egress_check=False)
+    for ctx in [root["spec"]["template"]["spec"]["securityContext"]] + \
+            [c["securityContext"] for c in root["spec"]["template"]["spec"]["containers"]]:
+        ctx.pop("runAsUser")
+        ctx.pop("runAsGroup")
     jobs["as-root"] = root
     apply(cluster, namespace, *jobs.values())
 
@@ -270,7 +280,8 @@ def test_sandbox_egress_is_denied_by_the_network_policy(cluster, namespace):
     wait_for("the server Running", lambda: get_json(cluster, "pod", "server", namespace=namespace)
              ["status"].get("phase") == "Running", timeout=60)
     env = [{"name": "SERVER_IP", "value": server}, {"name": "PROBE_SECONDS", "value": "12"}]
-    sandbox = sandbox_job(namespace, owner, "egress", EGRESS_PROBE)
+    # no egress check here: this test watches the policy take hold from the first packet
+    sandbox = sandbox_job(namespace, owner, "egress", EGRESS_PROBE, egress_check=False)
     sandbox["spec"]["template"]["spec"]["containers"][0]["env"] += env
     control = pod("control", ["python3", "-c", EGRESS_PROBE], labels={"app": "control"})
     control["spec"]["containers"][0]["env"] = env + [{"name": "PROBE_SECONDS", "value": "3"}]
