@@ -9,6 +9,7 @@ policies in order and the first hit wins (:func:`evaluate_chain`). Reasons are C
 Chains:
 
 * :data:`AGENT_CHAIN`: may the agent start a new candidate? (AgentPaused, ConcurrencyLimitReached)
+* :data:`ADMISSION_CHAIN`: a new proposal before anything runs (DuplicateCandidate)
 * :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange)
 * :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (EvaluationFailed,
   DeadlineExceeded, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
@@ -38,6 +39,8 @@ class Facts:
     paused: bool = False
     active_candidates: int = 0
     max_concurrent_candidates: int = 3
+    # admission
+    duplicate_of: str | None = None
     # safety
     safety_score: float | None = None
     safety_threshold: float = 0.8
@@ -79,6 +82,14 @@ def concurrency_limit_reached(f: Facts) -> Decision | None:
         return Decision("ConcurrencyLimitReached",
                         f"{f.active_candidates} active candidates >= maxConcurrentCandidates "
                         f"{f.max_concurrent_candidates}")
+    return None
+
+
+def duplicate_candidate(f: Facts) -> Decision | None:
+    """The merged file set (and image) equals an archived candidate's: not evaluated again."""
+    if f.duplicate_of is not None:
+        return Decision("DuplicateCandidate",
+                        f"same merged file set as {f.duplicate_of or 'the current revision'}: not evaluated again")
     return None
 
 
@@ -178,6 +189,7 @@ def _finite(value) -> bool:
 
 
 AGENT_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
+ADMISSION_CHAIN: tuple[Policy, ...] = (duplicate_candidate,)
 SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold,)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
     evaluation_failed, deadline_exceeded, metrics_unavailable, stage_failed, insufficient_improvement, validated,
