@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo help venv controlplane helm crds manifests test test-unit test-integration e2e-kind bench clean
+.PHONY: demo help venv controlplane helm crds manifests test test-unit test-integration lint e2e-kind bench clean
 
 help:
 	@echo "make demo          an agent improving itself on a dev cluster (the first command to try)"
@@ -39,6 +39,12 @@ demo: $(PY)
 	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/dgm demo $(DEMO_ARGS)
 
+# the one-way imports between the package's rooms (pyproject.toml [tool.importlinter])
+# and the type check of api, engine and controller ([tool.mypy])
+lint: $(PY)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
 test-unit: $(PY)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -48,7 +54,7 @@ test-integration: $(PY)
 	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test: $(PY)
+test: $(PY) lint
 	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 

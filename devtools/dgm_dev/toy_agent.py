@@ -39,6 +39,8 @@ def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurre
     agent_spec = {
         "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
         "evaluation": {
+            # the toy's benchmark is its grader: the explicit single-process opt-out
+            "mode": "SingleProcess",
             "image": "example.invalid/toy:1",
             "command": ["dgm", "evaluate", "--", "python", "-c", TOY_BENCH],
             "metrics": [{"name": "accuracy", "goal": "maximize", "weight": 1.0}],

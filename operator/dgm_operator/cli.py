@@ -18,8 +18,10 @@ ENTRY_POINT_GROUP = "dgm.commands"
 # subcommand -> (module, function taking argv list and returning an exit code, help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "crds": ("dgm_operator.api.crdgen", "main", "write crds/*.yaml from the pydantic models"),
-    "evaluate": ("dgm_operator.grader.evaluate", "main", "run a benchmark command and write the termination log"),
+    "evaluate": ("dgm_operator.grader.evaluate", "main", "run a benchmark command in-process and write the termination log"),
+    "grade": ("dgm_operator.grader.grade", "main", "drive an agent (A2A or HTTP) through a task suite; write the termination log"),
     "run": ("dgm_operator.controller.run", "main", "run the operator"),
+    "egress-check": ("dgm_operator.grader.egress", "main", "prove from inside a sandbox pod that egress is denied"),
 }
 # commands of the development tools, named here only to say where they come from
 DEV_COMMANDS: dict[str, str] = {

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from dgm_dev.toy_agent import toy_objects
+from dgm_operator.controller.jobs import is_finished
 from harness import REPO, Operator, candidate
 
 pytestmark = pytest.mark.integration
@@ -162,8 +163,7 @@ def test_queued_candidates_never_exceed_max_concurrent_jobs(env, operator):
     peak = 0
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        jobs = [j for j in env.list("jobs", "dgm.io/candidate") if not any(
-            c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in (j.get("status") or {}).get("conditions") or [])]
+        jobs = [j for j in env.list("jobs", "dgm.io/candidate") if not is_finished(j)]
         peak = max(peak, len(jobs))
         phases = [((c.get("status") or {}).get("phase")) for c in env.list("improvementcandidates")]
         if all(p in ("Validated", "Rejected", "Failed") for p in phases):
@@ -240,7 +240,7 @@ def test_quickstart_sample_agent_improves_and_the_unsafe_candidate_is_rejected(e
     env.apply(*objs["configmap"], *objs["deployment"], *objs["dgmagent"])
     st = env.wait_ready(agent="sample-agent")
     baseline = {m["name"]: m["value"] for m in st["baseline"]["metrics"]}
-    assert set(baseline) == {"accuracy", "response_time", "error_rate", "memory_usage"}
+    assert set(baseline) == {"accuracy", "response_time", "error_rate"}
     env.apply(*objs["candidate-good"], *objs["candidate-unsafe"])
     good_name = objs["candidate-good"][0]["metadata"]["name"]
     unsafe_name = objs["candidate-unsafe"][0]["metadata"]["name"]

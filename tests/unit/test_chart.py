@@ -187,7 +187,7 @@ EXPECTED = {
     ("batch", "jobs"): {"get", "list", "watch", "create"},
     ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

@@ -67,3 +67,12 @@ def test_prune_cascades_to_new_leaves():
             R("r2", "r1", Phase.FAILED, created=2),
             R("v", None, Phase.VALIDATED, score=1, created=3)]
     assert Archive(base, recs).prune(1) == ["r2", "r1"]
+
+
+def test_resolve_parents_reroots_missing_parents_and_cycles():
+    from dgm_operator.engine.archive import resolve_parents
+    parent_of, notes = resolve_parents([("a", None), ("b", "a"), ("c", "gone"), ("d", "e"), ("e", "d")])
+    assert parent_of["a"] is None and parent_of["b"] == "a" and parent_of["c"] is None
+    assert notes["c"] == "parent gone not found"
+    assert None in (parent_of["d"], parent_of["e"]) and ("d" in notes or "e" in notes)
+    assert "b" not in notes

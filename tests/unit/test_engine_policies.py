@@ -14,7 +14,9 @@ def test_safety_message_and_none_above_threshold():
 def test_evaluation_chain_order():
     chain = p.EVALUATION_CHAIN
     assert p.evaluate_chain(chain, p.Facts(evaluation_failed=True, metrics=None)).reason == "EvaluationFailed"
-    assert p.evaluate_chain(chain, p.Facts(now=100, started_at=0, timeout_seconds=60)).reason == "DeadlineExceeded"
+    d = p.evaluate_chain(chain, p.Facts(evaluation_failed=True, job_reason="DeadlineExceeded", timeout_seconds=60,
+                                        failure_message="evaluation Job j failed"))
+    assert d.reason == "DeadlineExceeded" and "60s" in d.message and "timeoutSeconds" in d.message
     d = p.evaluate_chain(chain, p.Facts(metrics={"a": 1.0, "b": float("inf")}, required_metrics=["a", "b", "c"]))
     assert d.reason == "MetricsUnavailable" and "missing c" in d.message and "b" in d.message
     ok = {"a": 1.0}
@@ -31,16 +33,29 @@ def test_evaluation_chain_order():
 
 
 def test_agent_apply_and_post_apply_chains():
-    assert p.evaluate_chain(p.AGENT_CHAIN, p.Facts(paused=True, active_candidates=9)).reason == "AgentPaused"
-    assert p.evaluate_chain(p.AGENT_CHAIN, p.Facts(active_candidates=3)).reason == "ConcurrencyLimitReached"
-    assert p.evaluate_chain(p.AGENT_CHAIN, p.Facts(active_candidates=2)) is None
+    assert p.evaluate_chain(p.PROPOSAL_CHAIN, p.Facts(paused=True, active_candidates=9)).reason == "AgentPaused"
+    assert p.evaluate_chain(p.PROPOSAL_CHAIN, p.Facts(active_candidates=3)).reason == "ConcurrencyLimitReached"
+    assert p.evaluate_chain(p.PROPOSAL_CHAIN, p.Facts(active_candidates=2)) is None
     assert p.evaluate_chain(p.APPLY_CHAIN, p.Facts()).reason == "AwaitingApproval"
     assert p.evaluate_chain(p.APPLY_CHAIN, p.Facts(approved=True)) is None
     assert p.evaluate_chain(p.APPLY_CHAIN, p.Facts(auto_apply=True)) is None
+    assert p.evaluate_chain(p.APPLY_CHAIN, p.Facts(auto_apply=True, paused=True)).reason == "AgentPaused"
+    assert p.evaluate_chain(p.ADMISSION_CHAIN, p.Facts(active_candidates=3)).reason == "ConcurrencyLimitReached"
+    assert p.evaluate_chain(p.ROLLOUT_CHAIN, p.Facts(rollout="failed", revision=4)).reason == "RolloutFailed"
+    assert p.evaluate_chain(p.ROLLOUT_CHAIN, p.Facts(rollout="complete", revision=4)) is None
     assert p.evaluate_chain(p.POST_APPLY_CHAIN, p.Facts(post_apply_improvement=-0.1, regression_tolerance=0.05)) \
         .reason == "Regression"
     assert p.evaluate_chain(p.POST_APPLY_CHAIN, p.Facts(post_apply_improvement=-0.01, regression_tolerance=0.05)) \
-        is None
+        .reason == "Verified"
+    assert p.evaluate_chain(p.POST_APPLY_CHAIN, p.Facts(post_apply_metrics_usable=False)).reason \
+        == "VerificationInconclusive"
+
+
+def test_user_action_chain():
+    assert p.evaluate_chain(p.USER_ACTION_CHAIN, p.Facts(user_action="reject", phase="Validated")).reason \
+        == "RejectedByUser"
+    assert p.evaluate_chain(p.USER_ACTION_CHAIN, p.Facts(user_action="reject", phase="Testing")) is None
+    assert p.evaluate_chain(p.USER_ACTION_CHAIN, p.Facts(user_action="approve", phase="Proposed")) is None
 
 
 def test_reasons_are_camel_case():

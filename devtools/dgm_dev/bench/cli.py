@@ -1,4 +1,4 @@
-"""`dgm bench search|lifecycle|scale ...`."""
+"""`dgm bench search|lifecycle|scale|safety ...`."""
 
 from __future__ import annotations
 
@@ -10,5 +10,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["scale"]:
         from .scale import main as scale_main
         return scale_main(argv[1:])
+    if argv[:1] == ["safety"]:
+        from .safety import main as safety_main
+        return safety_main(argv[1:])
     from .search import main as search_main
     return search_main(argv)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
+from dgm_operator.controller.jobs import is_finished
 from dgm_operator.api.constants import AGENTS, API_VERSION, CANDIDATES, DECIDED_PHASES, GROUP, VERSION
 
 from ..toy_agent import toy_objects
@@ -63,8 +64,7 @@ class Watcher(threading.Thread):
                         self.times.setdefault(name, now)
                 else:
                     self.times.setdefault("added:" + name, now)
-                    if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                           for c in (obj.get("status") or {}).get("conditions") or []):
+                    if is_finished(obj):
                         self.times.setdefault("done:" + name, now)
 
 

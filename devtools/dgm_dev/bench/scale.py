@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
+from dgm_operator.controller.jobs import is_finished
 from dgm_operator.api.constants import (AGENTS, ANNOTATION_PROPOSE, CANDIDATES, FINAL_PHASES, GROUP, LABEL_AGENT,
                                         VERSION)
 
@@ -307,8 +308,7 @@ class Watcher(threading.Thread):
                             self.phases[name] = phase
                     else:
                         self.times.setdefault("added:" + name, now)
-                        if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                               for c in (obj.get("status") or {}).get("conditions") or []):
+                        if is_finished(obj):
                             self.times.setdefault("done:" + name, now)
                     if self.stop:
                         break

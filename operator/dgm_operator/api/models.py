@@ -98,6 +98,11 @@ class WireModel(BaseModel):
         """The Kubernetes (camelCase, JSON-compatible) form, without unset optional fields."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    def to_patch(self) -> dict[str, Any]:
+        """A JSON merge patch: only the fields that were set, an explicit None as null
+        (which removes the field on the server)."""
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
 
 Quantity = Union[int, str]
 
@@ -197,19 +202,68 @@ class StageSpec(WireModel):
 class SandboxSpec(WireModel):
     """Extra settings of the sandbox pod that runs an evaluation."""
 
+    egress_check: bool = Field(
+        True,
+        description="Before the candidate's code runs, check from inside the pod that egress is denied "
+        "(a connection to the API server's Service must fail); when it is not, the candidate ends "
+        "with reason SandboxNotEnforced and never runs.",
+    )
+    egress_check_seconds: int = Field(
+        20, ge=1, le=300, description="How long the check waits for the deny-egress policy to take effect."
+    )
     runtime_class_name: Optional[str] = Field(None, description="RuntimeClass of the pod (e.g. gvisor, kata).")
     node_selector: Optional[dict[str, str]] = Field(None, description="Node selector of the pod.")
     tolerations: Optional[list[dict[str, Any]]] = Field(None, description="Tolerations of the pod (core/v1 Toleration).")
     pod_labels: Optional[dict[str, str]] = Field(None, description="Extra labels of the pod.")
 
 
-class EvaluationSpec(WireModel):
-    """How a candidate (or the baseline) is measured: a sandboxed Job per stage."""
+class EvaluationMode(str, Enum):
+    GRADER = "Grader"
+    SINGLE_PROCESS = "SingleProcess"
 
-    image: str = Field(description="Image of the evaluation container.", min_length=1)
-    command: Optional[list[str]] = Field(None, description="Command of the evaluation container.")
-    args: Optional[list[str]] = Field(None, description="Arguments of the evaluation container.")
+
+class AgentUnderTest(WireModel):
+    """How the candidate agent runs in its own container of the evaluation pod: the
+    candidate's image (else the agent's), its files read-only at /workspace, serving its
+    protocol on localhost for the grader."""
+
+    command: list[str] = Field(min_length=1, max_length=MAX_LIST, description="Command that serves the agent.")
+    args: Optional[list[str]] = Field(None, description="Arguments of the agent container.")
     env: Optional[list[EnvVar]] = Field(None, description="Environment variables (name/value).")
+    port: int = Field(8000, ge=1, le=65535, description="Port the agent serves on localhost (DGM_AGENT_URL for the grader).")
+
+
+class EvaluationSpec(WireModel):
+    """How a candidate (or the baseline) is measured: a sandboxed Job per stage.
+
+    In the default ``Grader`` mode the pod has two containers: the agent under test
+    (``agent``) and the grader (``image``/``command``/``args``), which drives it over
+    localhost and alone reports the metrics; they share no process, file system or writable
+    volume. ``SingleProcess`` runs ``command`` in one container with the candidate's files:
+    an explicit opt-out for in-process benchmarks, shown on the agent as condition
+    EvaluationIsolated=False."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_k8s(
+            **{
+                "x-kubernetes-validations": [
+                    _cel(
+                        "(has(self.mode) && self.mode == 'SingleProcess') || has(self.agent)",
+                        "evaluation.agent is required unless evaluation.mode is SingleProcess "
+                        "(the grader drives the agent under test in its own container)",
+                        fieldPath=".agent",
+                    )
+                ]
+            }
+        )
+    )
+
+    mode: EvaluationMode = Field(EvaluationMode.GRADER, description="Grader (two containers) or SingleProcess (opt-out).")
+    agent: Optional[AgentUnderTest] = Field(None, description="The agent under test (Grader mode).")
+    image: str = Field(description="Image of the grader (or of the single evaluation container).", min_length=1)
+    command: Optional[list[str]] = Field(None, description="Command of the grader container.")
+    args: Optional[list[str]] = Field(None, description="Arguments of the grader container.")
+    env: Optional[list[EnvVar]] = Field(None, description="Environment variables of the grader (name/value).")
     metrics: list[MetricSpec] = Field(
         min_length=1,
         max_length=MAX_LIST,
@@ -363,6 +417,11 @@ class PolicySpec(WireModel):
     improvement_interval_minutes: int = Field(30, ge=1, description="Minutes between two proposals.")
     min_improvement: float = Field(0.01, ge=0.0, description="Improvement score needed to validate a candidate.")
     auto_apply: bool = Field(False, description="Apply validated candidates without approval (spec.approved).")
+    auto_apply_code: bool = Field(
+        False,
+        description="With autoApply, also apply changes to code (any file but configuration: .yaml, .json, .toml, "
+        ".ini, .cfg, .conf, .txt, .md, .csv) without approval. Off by default: code is reviewed by a person.",
+    )
     allowed_files: list[str] = Field(
         default_factory=lambda: ["**"],
         max_length=MAX_LIST,
@@ -374,6 +433,13 @@ class PolicySpec(WireModel):
         description="Python modules changed code may import; unset or empty: the engine's default list.",
     )
     max_change_bytes: int = Field(65536, ge=1, description="Maximal total size of a candidate's changes.")
+    max_files: int = Field(64, ge=1, le=MAX_CHANGED_FILES, description="Maximal number of files a candidate changes.")
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Image references (globs, e.g. registry.example/agent:*, or digests) a candidate's image "
+        "may take without approval; any other image change waits for approval even with autoApply.",
+    )
     rollback: RollbackPolicy = Field(
         default_factory=RollbackPolicy,
         description="Automatic rollback.",
@@ -445,6 +511,9 @@ class RevisionRecord(WireModel):
     candidate: Optional[str] = Field(None, description="Candidate that produced it (none for revision 1).")
     snapshot: Optional[str] = Field(None, description="Immutable snapshot ConfigMap holding its files.")
     image: Optional[str] = Field(None, description="Container image of this revision.")
+    image_id: Optional[str] = Field(
+        None, alias="imageID", description="The image as the node reported it when the revision was evaluated (a digest where it has one)."
+    )
     applied_at: Optional[datetime] = Field(None, description="When it was applied.")
     score: Optional[float] = Field(None, description="Score measured for it.")
     rolled_back_at: Optional[datetime] = Field(None, description="When it was rolled back, if it was.")
@@ -561,6 +630,9 @@ class ValidationStatus(WireModel):
     repeats: Optional[int] = Field(None, description="Runs measured.")
     duration_seconds: Optional[float] = Field(None, description="Evaluation time (the seed's validation_time).")
     tests: Optional[dict[str, Any]] = Field(None, description="Free-form test results of the evaluation.")
+    agent_image_id: Optional[str] = Field(
+        None, alias="agentImageID", description="Image ID (a digest where the node reports one) the agent under test ran with."
+    )
     started_at: Optional[datetime] = Field(None, description="Start of the evaluation.")
     finished_at: Optional[datetime] = Field(None, description="End of the evaluation.")
 

@@ -1,12 +1,16 @@
-"""Kubernetes-style conditions as pure data operations."""
+"""Kubernetes-style conditions (metav1.Condition) as pure operations on the typed models."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Sequence
+
+from ..api.models import Condition, ConditionStatus
+
+MAX_MESSAGE = 32768
 
 
 def set_condition(
-    conditions: Iterable[dict[str, Any]] | None,
+    conditions: Sequence[Condition] | None,
     type_: str,
     status: bool | str,
     reason: str,
@@ -14,35 +18,37 @@ def set_condition(
     *,
     generation: int | None,
     now: str,
-) -> list[dict[str, Any]]:
-    """Return ``conditions`` with ``type_`` set; ``lastTransitionTime`` moves only when the
-    status changes (the API convention), reason and message always follow the latest."""
-    status_text = status if isinstance(status, str) else ("True" if status else "False")
-    out: list[dict[str, Any]] = []
+) -> list[Condition]:
+    """``conditions`` with ``type_`` set. ``lastTransitionTime`` moves only when the status
+    changes (the API convention); reason and message always follow the latest."""
+    status_value = ConditionStatus(status if isinstance(status, str) else ("True" if status else "False"))
+    out: list[Condition] = []
     found = False
     for cond in conditions or []:
-        if cond.get("type") != type_:
-            out.append(dict(cond))
+        if cond.type != type_:
+            out.append(cond)
             continue
         found = True
-        transition = cond.get("lastTransitionTime") if cond.get("status") == status_text else now
-        out.append(_condition(type_, status_text, reason, message, generation, transition or now))
+        transition = cond.last_transition_time if cond.status == status_value and cond.last_transition_time else now
+        out.append(_condition(type_, status_value, reason, message, generation, transition))
     if not found:
-        out.append(_condition(type_, status_text, reason, message, generation, now))
+        out.append(_condition(type_, status_value, reason, message, generation, now))
     return out
 
 
-def _condition(type_: str, status: str, reason: str, message: str, generation: int | None, when: str) -> dict[str, Any]:
-    cond = {"type": type_, "status": status, "reason": reason, "message": message[:32768], "lastTransitionTime": when}
+def _condition(type_: str, status: ConditionStatus, reason: str, message: str, generation: int | None,
+               when: object) -> Condition:
+    fields: dict[str, object] = {"type": type_, "status": status, "reason": reason,
+                                 "message": message[:MAX_MESSAGE], "last_transition_time": when}
     if generation is not None:
-        cond["observedGeneration"] = generation
-    return cond
+        fields["observed_generation"] = generation
+    return Condition.model_validate(fields)
 
 
-def get_condition(conditions: Iterable[dict[str, Any]] | None, type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions or [] if c.get("type") == type_), None)
+def get_condition(conditions: Sequence[Condition] | None, type_: str) -> Condition | None:
+    return next((c for c in conditions or [] if c.type == type_), None)
 
 
-def is_true(conditions: Iterable[dict[str, Any]] | None, type_: str) -> bool:
+def is_true(conditions: Sequence[Condition] | None, type_: str) -> bool:
     cond = get_condition(conditions, type_)
-    return bool(cond and cond.get("status") == "True")
+    return cond is not None and cond.status is ConditionStatus.TRUE

@@ -16,10 +16,10 @@ from typing import Any
 import kopf
 
 from ..api import constants
-from . import metrics, names
 from ..api.constants import AGENTS, CANDIDATES, FINAL_PHASES, GROUP, VERSION
+from . import jobs, metrics
 from .kube import Kube
-from .lifecycle import Reconciler
+from .reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 _reconciler: Reconciler | None = None
@@ -59,7 +59,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.probe(id="api")
 def api_reachable(**_: Any) -> bool:
-    reconciler().kube.core.get_api_resources()
+    reconciler().kube.ping()
     return True
 
 
@@ -93,7 +93,7 @@ def _agent(namespace: str, name: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, CANDIDATES)
-def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+def candidate_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
         reconciler().forget("candidate", namespace, name)
         return
@@ -103,17 +103,33 @@ def candidate_event(event: dict, body: kopf.Body, namespace: str, name: str, **_
 
 # There is deliberately no timer on candidates: kopf keeps a copy of every object a timer
 # is declared for, thousands of decided candidates included. The agent's timer lists its
-# candidates anyway and hands back those that still need work (lifecycle.needs_attention).
+# candidates anyway and hands back those that still need work (observed.needs_attention).
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
-def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
+def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
     if event.get("type") == "DELETED":
         return
-    finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                   for c in (body.get("status") or {}).get("conditions") or [])
-    if not finished:
+    if not jobs.is_finished(body):
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(constants.LABEL_CANDIDATE):
+        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
+    elif labels.get(constants.LABEL_AGENT):
+        _agent(namespace, labels[constants.LABEL_AGENT])
+
+
+@kopf.on.event("", "v1", "pods", labels={constants.LABEL_SANDBOX: "true"})
+def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A sandbox container that cannot start (its image is not on the node, say) ends its
+    evaluation now rather than at the Job's deadline."""
+    if event.get("type") == "DELETED":
+        return
+    statuses = [*((body.get("status") or {}).get("initContainerStatuses") or []),
+                *((body.get("status") or {}).get("containerStatuses") or [])]
+    if not any(((s.get("state") or {}).get("waiting") or {}).get("reason") in jobs.FATAL_WAITING_REASONS
+               for s in statuses):
         return
     labels = body.get("metadata", {}).get("labels") or {}
     if labels.get(constants.LABEL_CANDIDATE):
@@ -123,7 +139,7 @@ def job_event(event: dict, body: kopf.Body, namespace: str, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)
-def agent_event(event: dict, namespace: str, name: str, **_: Any) -> None:
+def agent_event(event: dict[str, Any], namespace: str, name: str, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return
     _agent(namespace, name)

@@ -1,4 +1,5 @@
-"""The operator's Kubernetes I/O, kept in one place and kept dumb.
+"""The operator's Kubernetes I/O, kept in one place and kept dumb: the only module that
+imports the Kubernetes client. It implements :class:`~.kubeapi.KubeAPI`.
 
 Reconcilers call these helpers; nothing here decides anything. Creation treats
 AlreadyExists as success (children have deterministic names), writes to objects that Git
@@ -12,13 +13,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
-from . import names
+from .kubeapi import ContainerEnd
 from .metrics import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,13 @@ class Kube:
         self.net = client.NetworkingV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
+    def ping(self) -> None:
+        """Raises when the API server does not answer (the liveness probe)."""
+        self.core.get_api_resources()
+
     # -- plain dicts out of the typed client ------------------------------------------
     def _dict(self, obj: Any) -> dict[str, Any]:
-        return self.api.sanitize_for_serialization(obj)
+        return cast(dict[str, Any], self.api.sanitize_for_serialization(obj))
 
     # -- custom resources -------------------------------------------------------------
     def get_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -67,7 +72,7 @@ class Kube:
 
     def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -77,7 +82,7 @@ class Kube:
         out = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{constants.LABEL_AGENT}={agent}"
         )
-        return out.get("items", [])
+        return cast(list[dict[str, Any]], out.get("items", []))
 
     def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """Create; False when it already exists (a retry after a crash)."""
@@ -100,14 +105,15 @@ class Kube:
         return self._patch_custom(obj, "patch", self.custom.patch_namespaced_custom_object,
                                   {"metadata": dict(metadata)})
 
-    def _patch_custom(self, obj: Mapping[str, Any], verb: str, patch, body: dict[str, Any]) -> dict[str, Any]:
+    def _patch_custom(self, obj: Mapping[str, Any], verb: str, patch: Callable[..., Any],
+                      body: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
         API_WRITES.labels(verb, obj["kind"]).inc()
-        return patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body)
+        return cast(dict[str, Any], patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body))
 
     # -- core objects -------------------------------------------------------------------
-    def _read(self, read, name: str, namespace: str) -> dict[str, Any] | None:
+    def _read(self, read: Callable[[str, str], Any], name: str, namespace: str) -> dict[str, Any] | None:
         """``read(name, namespace)`` as a dict, None when the object does not exist."""
         try:
             return self._dict(read(name, namespace))
@@ -150,16 +156,27 @@ class Kube:
         out = patch(name, ns, dict(body), field_manager=constants.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return self._dict(out)
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
-        """The terminated container's message and exit code of a Job's (newest) pod."""
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        """How each container (init containers included) of the Job's newest pod ended or
+        why it is waiting; empty when the Job has no pod."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        for pod in reversed(pods):
-            for status in pod.status.container_statuses or []:
-                term = status.state and status.state.terminated
-                if term is not None:
-                    return term.message, term.exit_code
-        return None, None
+        if not pods:
+            return {}
+        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        pod = max(pods, key=lambda p: (p.metadata.creation_timestamp if p.metadata else None) or epoch)
+        out: dict[str, ContainerEnd] = {}
+        status = pod.status
+        for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])] if status else []:
+            state = cs.state
+            term = state.terminated if state else None
+            waiting = state.waiting if state else None
+            if term is not None:
+                out[cs.name] = ContainerEnd(term.message, term.exit_code, term.reason or "", cs.image_id or "")
+            elif waiting is not None and waiting.reason:
+                out[cs.name] = ContainerEnd(waiting.message, None, waiting.reason, cs.image_id or "", waiting=True)
+            elif cs.image_id:
+                out[cs.name] = ContainerEnd(None, None, "", cs.image_id, running=True)
+        return out
 
     def delete_candidate(self, namespace: str, name: str) -> None:
         API_WRITES.labels("delete", "ImprovementCandidate").inc()

@@ -183,3 +183,29 @@ class Archive:
 def _neg_name(name: str) -> tuple[int, ...]:
     # max() over (score, -created, _neg_name) prefers the lexicographically smaller name
     return tuple(-ord(c) for c in name)
+
+
+def resolve_parents(lineage: Iterable[tuple[str, str | None]]) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The one way a lineage is read: ``(name, declared parent)`` pairs in creation order ->
+    (name -> parent or None for the baseline, name -> note). A parent that is not among the
+    names (pruned, or never existed) and a parent cycle both re-root the candidate under the
+    baseline, with a note saying why, so every reader builds the same tree and none loops."""
+    pairs = list(lineage)
+    known = {name for name, _ in pairs}
+    parent_of: dict[str, str | None] = {}
+    notes: dict[str, str] = {}
+    for name, parent in pairs:
+        if parent and parent not in known:
+            notes[name] = f"parent {parent} not found"
+            parent = None
+        parent_of[name] = parent or None
+    for name, _ in pairs:
+        seen: set[str] = set()
+        cur: str | None = name
+        while cur is not None and cur not in seen:
+            seen.add(cur)
+            cur = parent_of[cur]
+        if cur == name:
+            notes[name] = f"parent cycle through {parent_of[name]}"
+            parent_of[name] = None
+    return parent_of, notes

@@ -6,21 +6,28 @@ policies in order and the first hit wins (:func:`evaluate_chain`). Reasons are C
 (the Kubernetes condition convention) and are what the operator writes to
 ``status.reason`` and the conditions.
 
-Chains:
+Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
-* :data:`AGENT_CHAIN`: may the agent start a new candidate? (AgentPaused, ConcurrencyLimitReached)
-* :data:`ADMISSION_CHAIN`: a new proposal before anything runs (DuplicateCandidate)
-* :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange)
-* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (EvaluationFailed,
-  DeadlineExceeded, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
-  ImprovementValidated)
-* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval)
-* :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (Regression)
+* :data:`USER_ACTION_CHAIN`: an imperative action on a candidate (RejectedByUser)
+* :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused, ConcurrencyLimitReached)
+* :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange, ImageNeedsGrader)
+* :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (DuplicateCandidate,
+  ConcurrencyLimitReached)
+* :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (SandboxNotEnforced,
+  ImageUnavailable, OOMKilled, DeadlineExceeded, EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
+  ImprovementValidated); a stage that is not the last one answers None when it passes
+* :data:`APPLY_CHAIN`: a validated candidate before apply (AwaitingApproval for an image not
+  in allowedImages, for code without autoApplyCode, or without autoApply; AgentPaused)
+* :data:`ROLLOUT_CHAIN`: an applied revision's rollout (RolloutFailed)
+* :data:`POST_APPLY_CHAIN`: after the post-apply evaluation (VerificationInconclusive,
+  Regression, Verified)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import fnmatch
+import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from .types import Finding
@@ -45,11 +52,23 @@ class Facts:
     safety_score: float | None = None
     safety_threshold: float = 0.8
     findings: Sequence[Finding] = ()
+    # user actions
+    user_action: str | None = None
+    phase: str | None = None
+    # code changes (as opposed to configuration)
+    code_files: Sequence[str] = ()
+    auto_apply_code: bool = False
+    # image candidates
+    image: str | None = None  # a candidate's new image (None: it keeps the agent's)
+    single_process: bool = False
+    allowed_images: Sequence[str] = ()
     # evaluation
+    sandbox_error: str | None = None
+    image_error: str | None = None
+    container_reason: str = ""
     evaluation_failed: bool = False
     failure_message: str = ""
-    now: float | None = None
-    started_at: float | None = None
+    job_reason: str = ""
     timeout_seconds: float | None = None
     metrics: Mapping[str, float] | None = None
     required_metrics: Sequence[str] = ()
@@ -62,13 +81,21 @@ class Facts:
     # apply
     auto_apply: bool = False
     approved: bool = False
-    # post-apply
+    # rollout and post-apply
+    revision: int | None = None
+    rollout: str | None = None
+    post_apply_metrics_usable: bool = True
     post_apply_improvement: float | None = None
     regression_tolerance: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 Policy = Callable[[Facts], "Decision | None"]
+
+
+def rejected_by_user(f: Facts) -> Decision | None:
+    if f.user_action == "reject" and f.phase in ("Proposed", "Validated"):
+        return Decision("RejectedByUser", "rejected through the dgm.io/action annotation")
+    return None
 
 
 def agent_paused(f: Facts) -> Decision | None:
@@ -108,6 +135,33 @@ def safety_below_threshold(f: Facts) -> Decision | None:
                     f"{n} finding{'s' if n != 1 else ''}" + (f": {details}" if details else ""))
 
 
+def image_needs_grader(f: Facts) -> Decision | None:
+    """An image candidate in the single-process mode would run the grader in its own image."""
+    if f.image and f.single_process:
+        return Decision("ImageNeedsGrader", f"candidate image {f.image} cannot be evaluated in "
+                                            "evaluation.mode SingleProcess: the grader would run inside it; "
+                                            "use mode Grader")
+    return None
+
+
+def sandbox_not_enforced(f: Facts) -> Decision | None:
+    if f.sandbox_error:
+        return Decision("SandboxNotEnforced", f"{f.sandbox_error}; the candidate's code never ran")
+    return None
+
+
+def image_unavailable(f: Facts) -> Decision | None:
+    if f.image_error:
+        return Decision("ImageUnavailable", f.image_error)
+    return None
+
+
+def out_of_memory(f: Facts) -> Decision | None:
+    if f.evaluation_failed and f.container_reason == "OOMKilled":
+        return Decision("OOMKilled", f"{f.failure_message}: a container exceeded its memory limit")
+    return None
+
+
 def evaluation_failed(f: Facts) -> Decision | None:
     if f.evaluation_failed:
         return Decision("EvaluationFailed", f.failure_message or "the evaluation Job failed")
@@ -115,12 +169,11 @@ def evaluation_failed(f: Facts) -> Decision | None:
 
 
 def deadline_exceeded(f: Facts) -> Decision | None:
-    if None in (f.now, f.started_at, f.timeout_seconds):
-        return None
-    elapsed = f.now - f.started_at
-    if elapsed > f.timeout_seconds:
-        return Decision("DeadlineExceeded",
-                        f"evaluation ran {elapsed:.0f}s > timeoutSeconds {f.timeout_seconds:.0f}")
+    """The Job's activeDeadlineSeconds ended it (the Job controller's reason)."""
+    if f.evaluation_failed and f.job_reason == "DeadlineExceeded":
+        limit = f" {f.timeout_seconds:.0f}s" if f.timeout_seconds is not None else ""
+        return Decision("DeadlineExceeded", f"{f.failure_message}: the evaluation exceeded its deadline "
+                                            f"(activeDeadlineSeconds{limit}, spec.evaluation.timeoutSeconds)")
     return None
 
 
@@ -167,9 +220,56 @@ def validated(f: Facts) -> Decision | None:
                     f"improvement {f.improvement:.4f} > {max(f.min_improvement, f.noise_bound):.4f}")
 
 
+def image_allowed(image: str, patterns: Sequence[str]) -> bool:
+    """Whether ``image`` matches one of ``patterns``: a glob over the whole reference
+    (``registry.example/agent:*``) or a digest (``sha256:...``) the reference pins."""
+    for pattern in patterns:
+        if pattern.startswith("sha256:"):
+            if image.endswith("@" + pattern):
+                return True
+        elif fnmatch.fnmatchcase(image, pattern):
+            return True
+    return False
+
+
+def image_not_allowed(f: Facts) -> Decision | None:
+    if f.image and not f.approved and not image_allowed(f.image, f.allowed_images):
+        return Decision("AwaitingApproval", f"image {f.image} is not in policy.allowedImages: an image change "
+                                            "waits for approval (spec.approved or kubectl dgm approve)")
+    return None
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf", ".txt", ".md", ".csv")
+
+
+def code_files(changes: Iterable[str]) -> list[str]:
+    """The changed files that are code (anything but configuration and text)."""
+    return sorted(name for name in changes if not name.lower().endswith(CONFIG_SUFFIXES))
+
+
+def code_needs_approval(f: Facts) -> Decision | None:
+    if f.code_files and f.auto_apply and not f.auto_apply_code and not f.approved:
+        return Decision("AwaitingApproval", f"changes code ({', '.join(f.code_files[:5])}): policy.autoApplyCode is "
+                                            "false, so a person approves code even with autoApply")
+    return None
+
+
 def awaiting_approval(f: Facts) -> Decision | None:
     if not f.auto_apply and not f.approved:
         return Decision("AwaitingApproval", "autoApply is false: set approved: true to apply")
+    return None
+
+
+def rollout_failed(f: Facts) -> Decision | None:
+    if f.rollout == "failed":
+        return Decision("RolloutFailed", f"revision {f.revision} did not progress (ProgressDeadlineExceeded)")
+    return None
+
+
+def verification_inconclusive(f: Facts) -> Decision | None:
+    if not f.post_apply_metrics_usable:
+        return Decision("VerificationInconclusive",
+                        "the post-apply evaluation produced no usable metrics; keeping the revision")
     return None
 
 
@@ -183,19 +283,26 @@ def regression(f: Facts) -> Decision | None:
     return None
 
 
-def _finite(value) -> bool:
-    import math
+def verified(f: Facts) -> Decision | None:
+    if f.post_apply_improvement is None:
+        return None
+    return Decision("Verified", f"post-apply score {f.post_apply_improvement:.4f} against the previous revision")
+
+
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-AGENT_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
-ADMISSION_CHAIN: tuple[Policy, ...] = (duplicate_candidate,)
-SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold,)
+USER_ACTION_CHAIN: tuple[Policy, ...] = (rejected_by_user,)
+PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
+SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold, image_needs_grader)
+ADMISSION_CHAIN: tuple[Policy, ...] = (duplicate_candidate, concurrency_limit_reached)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
-    evaluation_failed, deadline_exceeded, metrics_unavailable, stage_failed, insufficient_improvement, validated,
+    sandbox_not_enforced, image_unavailable, out_of_memory, deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
 )
-APPLY_CHAIN: tuple[Policy, ...] = (awaiting_approval,)
-POST_APPLY_CHAIN: tuple[Policy, ...] = (regression,)
+APPLY_CHAIN: tuple[Policy, ...] = (image_not_allowed, code_needs_approval, awaiting_approval, agent_paused)
+ROLLOUT_CHAIN: tuple[Policy, ...] = (rollout_failed,)
+POST_APPLY_CHAIN: tuple[Policy, ...] = (verification_inconclusive, regression, verified)
 
 
 def evaluate_chain(chain: Iterable[Policy], facts: Facts) -> Decision | None:

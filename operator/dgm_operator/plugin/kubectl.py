@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ..api import constants
+from ..engine.archive import resolve_parents
 from ..api.constants import AGENTS, CANDIDATES, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 PLUGIN_MANAGER = "kubectl-dgm"
@@ -136,22 +137,10 @@ def build_tree(agent_name: str, candidates: Sequence[Mapping[str, Any]]) -> Node
     root = Node(agent_name)
     ordered = sorted(candidates, key=_sort_key)
     nodes = {c["metadata"]["name"]: Node(c["metadata"]["name"], c) for c in ordered}
-    parent_of: dict[str, str | None] = {}
-    for name, node in nodes.items():
-        parent = ((node.obj or {}).get("spec") or {}).get("parent") or None
-        if parent is not None and parent not in nodes:
-            node.note = f"parent {parent} not found"
-            parent = None
-        parent_of[name] = parent
-    # break cycles: walk up from each node; a node that reaches itself is re-rooted
-    for name in nodes:
-        seen, cur = set(), name
-        while cur is not None and cur not in seen:
-            seen.add(cur)
-            cur = parent_of[cur]
-        if cur == name:
-            nodes[name].note = f"parent cycle through {parent_of[name]}"
-            parent_of[name] = None
+    parent_of, notes = resolve_parents(
+        (name, ((node.obj or {}).get("spec") or {}).get("parent")) for name, node in nodes.items())
+    for name, note in notes.items():
+        nodes[name].note = note
     for name, node in nodes.items():
         parent = parent_of[name]
         (nodes[parent].children if parent else root.children).append(node)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import html
 from typing import Any, Mapping, Sequence
 
+from ..engine.archive import resolve_parents
+
 PHASE_COLOURS = {
     "Applied": "#1a7f37", "Validated": "#2da44e", "Rejected": "#9a6700", "Failed": "#cf222e",
     "RolledBack": "#8250df", "Testing": "#0969da", "Proposed": "#57606a",
@@ -27,11 +29,11 @@ def ordered(candidates: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def lineage(candidates: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """parent name ('' = the baseline) -> children names, in creation order."""
-    names = {c["metadata"]["name"] for c in candidates}
+    parent_of, _ = resolve_parents((c["metadata"]["name"], (c.get("spec") or {}).get("parent"))
+                                   for c in ordered(candidates))
     children: dict[str, list[str]] = {"": []}
-    for c in ordered(candidates):
-        parent = (c.get("spec") or {}).get("parent") or ""
-        children.setdefault(parent if parent in names else "", []).append(c["metadata"]["name"])
+    for name, parent in parent_of.items():
+        children.setdefault(parent or "", []).append(name)
     return children
 
 

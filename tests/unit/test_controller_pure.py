@@ -2,21 +2,26 @@
 
 import json
 
+from dgm_operator.api import models as api
 from dgm_operator.controller import mapping
-from dgm_operator.controller.lifecycle import job_state, previous_revision, rollout_state
+from dgm_operator.controller.evaluation import stage_baseline
+from dgm_operator.controller.jobs import JobState, job_state
+from dgm_operator.controller.observed import needs_attention
+from dgm_operator.controller.revisions import previous_revision, rollout_state
 
 
 def test_job_state():
-    assert job_state(None) == ("missing", "")
-    assert job_state({"status": {}}) == ("running", "")
-    assert job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == ("succeeded", "")
+    assert job_state(None) == (JobState.MISSING, "")
+    assert job_state({"status": {}}) == (JobState.RUNNING, "")
+    assert job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == (JobState.SUCCEEDED, "")
     assert job_state({"status": {"conditions": [
         {"type": "FailureTarget", "status": "True"},
-        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}) == ("failed", "DeadlineExceeded")
+        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}) == (JobState.FAILED, "DeadlineExceeded")
 
 
 def test_previous_revision_skips_rolled_back_ones():
-    status = {"revisions": [{"revision": 1}, {"revision": 2, "rolledBackAt": "t"}, {"revision": 3}]}
+    status = api.DGMAgentStatus.model_validate({"revisions": [
+        {"revision": 1}, {"revision": 2, "rolledBackAt": "2026-01-01T00:00:00Z"}, {"revision": 3}]})
     assert previous_revision(status, 3) == 1
     assert previous_revision(status, 1) is None
 
@@ -61,18 +66,20 @@ def test_configmap_key_findings():
 
 
 def test_each_stage_is_scored_against_the_same_stage_of_the_baseline():
-    from dgm_operator.controller.lifecycle import stage_baseline
     quick, full = [{"name": "accuracy", "value": 0.4}], [{"name": "accuracy", "value": 0.6}]
-    baseline = {"metrics": full, "stages": [{"name": "quick", "metrics": quick}, {"name": "full", "metrics": full}]}
-    assert stage_baseline(baseline, "quick") == quick
-    assert stage_baseline(baseline, "full") == full
-    assert stage_baseline(baseline, "postapply") == full
-    assert stage_baseline({"metrics": full}, "quick") == full
+    baseline = api.Baseline.model_validate(
+        {"metrics": full, "stages": [{"name": "quick", "metrics": quick}, {"name": "full", "metrics": full}]})
+
+    def values(items):
+        return [m.to_wire() for m in items]
+    assert values(stage_baseline(baseline, "quick")) == quick
+    assert values(stage_baseline(baseline, "full")) == full
+    assert values(stage_baseline(baseline, "postapply")) == full
+    assert values(stage_baseline(api.Baseline.model_validate({"metrics": full}), "quick")) == full
+    assert stage_baseline(None, "quick") is None
 
 
 def test_needs_attention():
-    from dgm_operator.controller.lifecycle import needs_attention
-
     def cand(phase=None, reason=None):
         return {"status": {k: v for k, v in (("phase", phase), ("reason", reason)) if v}}
     assert needs_attention({}) and needs_attention(cand("Proposed", "Queued")) and needs_attention(cand("Testing"))

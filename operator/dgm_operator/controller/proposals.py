@@ -1,0 +1,94 @@
+"""The agent's own proposals: when one is due, which parent the archive selects, and the
+candidate the configured proposer drafts from it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..api import constants
+from ..api import models as api
+from ..engine import proposers, selection
+from ..engine.archive import Archive, resolve_parents
+from ..engine.types import CandidateRecord, Phase
+from . import builders, mapping, names
+from .context import Context, parse_time
+from .kubeapi import Obj
+from .observed import AgentView
+
+
+def archive_of(candidates: list[Obj]) -> Archive:
+    """The archive of an agent's candidates, in creation order, rooted at the baseline."""
+    baseline = CandidateRecord(name="", phase=Phase.APPLIED, score=0.0, is_baseline=True)
+    ordered = sorted(candidates, key=lambda c: c["metadata"].get("creationTimestamp") or "")
+    records = [mapping.candidate_record(c, i) for i, c in enumerate(ordered, start=1)]
+    parent_of, _ = resolve_parents((r.name, r.parent) for r in records)
+    for r in records:
+        r.parent = parent_of[r.name]
+    return Archive(baseline, records)
+
+
+def proposal_due(ctx: Context, view: AgentView) -> bool:
+    """A new dgm.io/propose annotation value, or a whole improvement interval since the
+    last proposal (the first one comes one interval after the agent was created, so
+    applying an agent never starts work before anyone asked for it)."""
+    requested = view.annotation(constants.ANNOTATION_PROPOSE)
+    if requested and requested != view.status.handled_propose:
+        return True
+    proposer = view.agent.spec.proposer
+    if proposer.type.value == "webhook" and proposer.webhook is None:
+        return False
+    last = parse_time(view.status.last_proposal_time) or parse_time(view.obj["metadata"].get("creationTimestamp"))
+    return last is None or ctx.clock() - last >= view.agent.spec.policy.improvement_interval_minutes * 60
+
+
+def propose(ctx: Context, view: AgentView) -> tuple[bool, str]:
+    """Draft and create one candidate. (created, what happened) for the Improving condition;
+    a proposer's failure is recorded as a warning Event and does not raise."""
+    namespace, name, agent = view.namespace, view.name, view.agent
+    number = (view.status.proposals or 0) + 1
+    seed = (agent.spec.proposer.seed if agent.spec.proposer.seed is not None else hash(view.obj["metadata"]["uid"])) + number
+    rng = random.Random(seed)
+    archive = archive_of(view.candidates)
+    method = agent.spec.archive.parent_selection.value
+    parent_name = selection.select_parents(archive, method, 1, rng)[0] or None
+    files_cm = ctx.kube.get_configmap(namespace, names.revision_snapshot(name, int(view.status.current_revision or 1)))
+    files = dict((files_cm or {}).get("data") or {})
+    parent_files = parent_metrics = None
+    if parent_name:
+        ws = ctx.kube.get_configmap(namespace, names.workspace_configmap(parent_name))
+        if ws is None:
+            parent_name = None
+        else:
+            parent_files = dict(ws.get("data") or {})
+            parent_metrics = archive.get(parent_name).metrics
+    baseline = view.status.baseline
+    base_metrics, _ = mapping.metrics_from_list([m.to_wire() for m in (baseline.metrics if baseline else None) or []])
+    context = proposers.AgentContext(
+        agent_name=name, files=files, metrics=mapping.metric_specs(agent), search_space=mapping.search_space(agent),
+        baseline_metrics=base_metrics, parent=parent_name, parent_files=parent_files,
+        parent_metrics=parent_metrics, archive=archive.summary())
+    kind = agent.spec.proposer.type.value
+    settings: dict[str, Any] = {}
+    if kind == "webhook" and agent.spec.proposer.webhook is not None:
+        settings = {"url": agent.spec.proposer.webhook.url, "timeout_seconds": agent.spec.proposer.webhook.timeout_seconds}
+    try:
+        draft = proposers.make_proposer(kind, settings).propose(context, rng)
+    except (proposers.ProposerError, ValueError) as exc:
+        ctx.kube.event(view.obj, "ProposerFailed", str(exc), warning=True)
+        return False, f"proposer {kind} failed: {exc}"
+    cand_name = names.proposed_candidate(name, number)
+    spec = api.ImprovementCandidateSpec(
+        agent_ref=name, parent=parent_name, improvement_type=draft.improvement_type, description=draft.description,
+        changes=draft.changes, image=draft.image or None, expected_improvement=draft.expected_improvement,
+        risk_level=draft.risk_level)
+    ctx.kube.create_candidate(namespace, {
+        "apiVersion": constants.API_VERSION, "kind": constants.CANDIDATE_KIND,
+        "metadata": {"name": cand_name, "namespace": namespace,
+                     "labels": {constants.LABEL_AGENT: name, constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER},
+                     "ownerReferences": [builders.owner_reference(view.obj)]},
+        "spec": spec.to_wire(),
+    })
+    origin = parent_name or "the baseline"
+    ctx.kube.event(view.obj, "CandidateProposed", f"{cand_name} from {origin} ({method}): {draft.description}")
+    return True, f"proposed {cand_name} from {origin}"
