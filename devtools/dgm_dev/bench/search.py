@@ -344,8 +344,35 @@ def _params(land: Landscape, files: Mapping[str, str]) -> dict[str, Any]:
     return {p.key: current_value(p, files) for p in land.space}
 
 
+def _unit(param: SearchParam, value: Any) -> float:
+    """A parameter value mapped to [0, 1] (bools 0/1, choices by index)."""
+    if param.type.value == "bool":
+        return 1.0 if value else 0.0
+    if param.type.value == "choice":
+        return param.choices.index(value) / max(1, len(param.choices) - 1)
+    return (float(value) - float(param.min)) / (param.span or 1.0)  # type: ignore[arg-type]
+
+
+def subset_field(land: Landscape, seed: int, components: int = 8) -> Callable[[Params], float]:
+    """The cheap stage's error of a *fixed* task subset: a smooth random field of unit
+    variance over the (normalised) parameters, drawn per landscape instance. Nearby
+    configurations get nearly the same error, so a child and its parent measured on the same
+    subset differ by about their true difference (the paired comparison the operator makes)."""
+    rng = random.Random(f"subset-{land.name}-{seed}")
+    waves = [([rng.gauss(0.0, 1.5) for _ in land.space], rng.uniform(0, 2 * math.pi)) for _ in range(components)]
+    scale = math.sqrt(2.0 / components)
+
+    def error(params: Params) -> float:
+        u = [_unit(p, params[p.key]) for p in land.space]
+        return scale * sum(math.sin(2 * math.pi * sum(f * x for f, x in zip(freq, u)) + phase)
+                           for freq, phase in waves)
+
+    return error
+
+
 def run_archive(method: str, land: Landscape, budget: float, seed: int, staging: str | None = None,
-                normalise: str = "bounds", sampler: str = "mutation", eta: float = ETA) -> RunResult:
+                normalise: str = "bounds", sampler: str = "mutation", eta: float = ETA,
+                cheap_model: str = "subset") -> RunResult:
     """One run of the archive loop; `staging` None (one full stage), "rank" or "threshold"."""
     rng = random.Random(f"search-{seed}-{method}-{staging}-{sampler}")
     noise = random.Random(f"noise-{seed}-{land.name}-{method}-{staging}-{sampler}")
@@ -356,10 +383,15 @@ def run_archive(method: str, land: Landscape, budget: float, seed: int, staging:
     def observe(files: Mapping[str, str]) -> tuple[float, float]:
         return land.quality(_params(land, files), noise)
 
+    subset = subset_field(land, seed) if cheap_model == "subset" else None
+
     def observe_cheap(files: Mapping[str, str]) -> float:
+        params = _params(land, files)
         if land.cheap is not None:
-            return land.cheap(_params(land, files), noise)
-        return land.quality(_params(land, files), noise)[0] + noise.gauss(0.0, STAGE_NOISE * span)
+            return land.cheap(params, noise)
+        if subset is not None:
+            return land.quality(params, noise)[0] + STAGE_NOISE * span * subset(params)
+        return land.quality(params, noise)[0] + noise.gauss(0.0, STAGE_NOISE * span)
 
     q0, t0 = observe(base_files)
     reference = {"quality": q0}
@@ -425,9 +457,9 @@ def run_archive(method: str, land: Landscape, budget: float, seed: int, staging:
                 gain = cheap - cheap_score[parent]
                 if staging == "rank":
                     promoted = rank_decision(0, gain, gains, 2, eta).action != "stop"
+                    gains.append(gain)
                 else:
                     promoted = gain >= -STAGE_TOLERANCE * span
-                gains.append(gain)
                 if not promoted:
                     estimate = quality[parent] + gain
                     record.phase, record.reason, record.stage_reached = Phase.REJECTED, "StageThresholdNotMet", 0
@@ -519,9 +551,9 @@ def _run(method: str, land: Landscape, budget: int, seed: int, default: str, nor
 def run_bench(seeds: int, budget: int, landscapes: Sequence[str] = LANDSCAPES,
               methods: Sequence[str] = (*SELECTION_METHODS, "optuna", "tpe"), normalise: str = "bounds",
               default: str = DEFAULT_METHOD, staging: bool = True, eta: float = ETA,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              cheap_model: str = "subset", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": seeds, "budget": budget, "k_children": K_CHILDREN, "default": default,
-                           "normalise": normalise, "eta": eta, "target_fraction": TARGET_FRACTION,
+                           "normalise": normalise, "eta": eta, "cheap_model": cheap_model, "target_fraction": TARGET_FRACTION,
                            "search": {}, "staging": {}}
     methods = [default] + [m for m in methods if m != default]
     for name in landscapes:
@@ -559,8 +591,8 @@ def run_bench(seeds: int, budget: int, landscapes: Sequence[str] = LANDSCAPES,
         entry: dict[str, Any] = {"best_unstaged_mean": statistics.fmean(goals), "compute_unstaged_mean": plain_mean}
         for rule in ("rank", "threshold"):
             started = time.monotonic()
-            staged = [run_archive(default, lands[s], 2 * budget, s, staging=rule, normalise=normalise, eta=eta)
-                      for s in range(seeds)]
+            staged = [run_archive(default, lands[s], 2 * budget, s, staging=rule, normalise=normalise, eta=eta,
+                                  cheap_model=cheap_model) for s in range(seeds)]
             reach_c = [st.compute_to(g) for st, g in zip(staged, goals)]
             pairs = [(p, q) for p, q in zip(plain, reach_c) if p is not None and q is not None]
             all_seeds = statistics.fmean(2 * budget if q is None else q for q in reach_c)
@@ -639,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the method the others are compared with (default: the API's, {DEFAULT_METHOD})")
     search.add_argument("--normalise", choices=("bounds", "minmax"), default="bounds")
     search.add_argument("--eta", type=float, default=ETA, help="rank-based staging: top 1/eta promoted")
+    search.add_argument("--cheap-model", choices=("subset", "independent"), default="subset",
+                        help="cheap stage of the synthetic landscapes: a fixed task subset (a smooth error field, "
+                             "shared by parent and child) or independent N(0, 0.05) noise per observation")
     search.add_argument("--no-staging", action="store_true", help="skip the staged-evaluation runs")
     search.add_argument("--json", action="store_true", help="print machine-readable results")
     search.add_argument("--progress", action="store_true", help="log progress to stderr")
@@ -662,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.progress else None
     res = run_bench(args.seeds, args.budget, landscapes, methods, args.normalise, args.default,
-                    not args.no_staging, args.eta, log)
+                    not args.no_staging, args.eta, args.cheap_model, log)
     res["seconds"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(res, indent=2))
