@@ -650,6 +650,10 @@ class ImprovementCandidateStatus(WireModel):
     safety: Optional[SafetyStatus] = Field(None, description="Static safety analysis.")
     validation: Optional[ValidationStatus] = Field(None, description="Evaluation result.")
     revision: Optional[int] = Field(None, description="Agent revision created by applying this candidate.")
+    files_digest: Optional[str] = Field(
+        None, description="Digest of the merged file set and image it is evaluated with (sha256:...), set when its "
+                          "evaluation starts; a later proposal with the same digest is a DuplicateCandidate.")
+    duplicate_of: Optional[str] = Field(None, description="The candidate this one duplicates (reason DuplicateCandidate).")
     reason: Optional[str] = Field(None, description="Reason of the last decision (CamelCase).")
     message: Optional[str] = Field(None, description="Details of the last decision.")
 

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from . import scoring
 from .types import Finding
 
 
@@ -75,6 +76,9 @@ class Facts:
     stage: int | None = None
     stage_score: float | None = None
     stage_threshold: float | None = None
+    stage_promotion: str = "threshold"  # or "rank" (see scoring.rank_decision)
+    stage_peers: Sequence[float] = ()  # rank: the other children's scores at this stage
+    eta: float = 3.0
     improvement: float | None = None
     min_improvement: float = 0.0
     noise_bound: float = 0.0
@@ -193,6 +197,14 @@ def metrics_unavailable(f: Facts) -> Decision | None:
 
 
 def stage_failed(f: Facts) -> Decision | None:
+    """Threshold promotion: StageThresholdNotMet below the pass threshold. Rank promotion:
+    StageNotPromoted outside the top 1/eta of the stage's children (or below the threshold,
+    then a floor)."""
+    if f.stage_promotion == "rank" and f.stage_score is not None and f.stage is not None:
+        ranked = scoring.rank_decision(0, f.stage_score, f.stage_peers, 2, f.eta, f.stage_threshold)
+        if ranked.action == "stop":
+            return Decision("StageNotPromoted", ranked.message.replace("stage 0", f"stage {f.stage}", 1))
+        return None
     if f.stage_score is None or f.stage_threshold is None:
         return None
     if f.stage_score < f.stage_threshold:

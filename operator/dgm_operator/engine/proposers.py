@@ -173,7 +173,7 @@ def coerce(param: SearchParam, value: Any) -> Any:
         return value if isinstance(value, bool) else False
     if param.type is ParamType.CHOICE:
         return value if isinstance(value, str) and value in param.choices else param.choices[0]
-    lo, hi = float(param.min), float(param.max)
+    lo, hi = float(param.min or 0.0), float(param.max or 0.0)  # int/float params always have both
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         value = (lo + hi) / 2
     value = min(hi, max(lo, float(value)))

@@ -142,12 +142,12 @@ def suggest(space: Sequence[SearchParam], trials: Sequence[Trial], seed: int,
         warnings.simplefilter("ignore")
         study = optuna.create_study(direction="maximize", sampler=_make_sampler(kind, seed, frozen, dists))
         study.add_trials(frozen)
-        params: dict[str, Any] = {}
+        point: dict[str, Any] = {}
         for _ in range(MAX_ASKS):
             trial = study.ask(dists)
-            params = dict(trial.params)
-            seen = known.get(_key(params, names))
+            point = dict(trial.params)
+            seen = known.get(_key(point, names))
             if seen is None:
                 break
             study.tell(trial, seen)  # a duplicate of an archived candidate: its value is known
-    return params
+    return point

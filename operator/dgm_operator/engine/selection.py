@@ -100,7 +100,7 @@ def dgm_weights(archive: Archive, bounds: tuple[float, float] | None = None,
                 lam: float = LAMBDA, alpha0: float = ALPHA0) -> dict[str, float]:
     """Name -> unnormalised weight for every eligible member (0 for perfect ones)."""
     eligible = archive.eligible()
-    norm = normalise_scores({r.name: float(r.score) for r in eligible}, bounds)
+    norm = normalise_scores({r.name: float(r.score or 0.0) for r in eligible}, bounds)  # eligible: scored
     weights = {}
     for record in eligible:
         if bounds is not None and norm[record.name] >= 1.0:
