@@ -47,6 +47,7 @@ class FakeKube:
         self.writes: list[Write] = []
         self.events: list[tuple[str, str, str, bool]] = []  # (object name, reason, message, warning)
         self.pods: dict[str, dict[str, ContainerEnd]] = {}  # Job name -> its pod's containers
+        self.container_logs: dict[tuple[str, str], str] = {}  # (job, container) -> log
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
         self._created = itertools.count(1)
@@ -175,6 +176,26 @@ class FakeKube:
 
     def ping(self) -> None:
         return None
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Equality (``k=v``) and absence (``!k``) terms, as the API server reads them."""
+        terms = selector.split(",")
+        wanted = dict(t.split("=", 1) for t in terms if "=" in t)
+        absent = [t[1:] for t in terms if t.startswith("!")]
+
+        def matches(labels: dict[str, str]) -> bool:
+            return all(labels.get(k) == v for k, v in wanted.items()) and not any(k in labels for k in absent)
+
+        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                if kind == "job" and ns == namespace and matches(o["metadata"].get("labels") or {})]
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        return self._patch({"kind": "Job", "metadata": {"namespace": namespace, "name": name}}, "patch",
+                           {"metadata": dict(metadata)})
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        log = self.container_logs.get((job_name, container))
+        return None if log is None else log.encode()[:limit_bytes].decode("utf-8", "replace")
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append((obj["metadata"]["name"], reason, message, warning))

@@ -122,7 +122,7 @@ def test_candidate_validation_errors_name_the_field(spec, field):
         (("policy", "maxConcurrentCandidates"), 0, "maxConcurrentCandidates"),
         (("archive", "parentSelection"), "best", "parentSelection"),
         (("evaluation", "repeats"), 21, "repeats"),
-        (("proposer", "type"), "llm", "type"),
+        (("proposer", "type"), "gpt", "type"),
     ],
 )
 def test_agent_validation_errors_name_the_field(path, value, field):

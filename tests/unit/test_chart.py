@@ -184,10 +184,11 @@ EXPECTED = {
     ("dgm.io", "dgmagents/status"): {"get", "patch", "update"},
     ("dgm.io", "improvementcandidates/status"): {"get", "patch", "update"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},  # patch: a proposal Job read back
     ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},  # the result of a proposal Job
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

@@ -356,6 +356,98 @@ class WebhookSpec(WireModel):
     timeout_seconds: int = Field(30, ge=1, le=3600, description="Request timeout.")
 
 
+class SecretKeyRef(WireModel):
+    """A key of a Secret in the agent's namespace. The operator never reads it: the proposal
+    Job gets it through ``env.valueFrom.secretKeyRef``."""
+
+    name: str = Field(description="Secret name.", min_length=1, max_length=253)
+    key: str = Field(description="Key in the Secret.", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class EgressPort(WireModel):
+    port: int = Field(ge=1, le=65535, description="Destination port.")
+    protocol: str = Field("TCP", pattern=r"^(TCP|UDP|SCTP)$", description="TCP, UDP or SCTP.")
+
+
+class EgressRule(WireModel):
+    """One egress rule of the proposal pod's NetworkPolicy (networking.k8s.io/v1 NetworkPolicyEgressRule)."""
+
+    to: Optional[list[dict[str, Any]]] = Field(
+        None,
+        max_length=MAX_LIST,
+        description="Peers (NetworkPolicyPeer: ipBlock, namespaceSelector, podSelector); unset: any destination.",
+        json_schema_extra=_k8s(items={"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    )
+    ports: list[EgressPort] = Field(min_length=1, max_length=MAX_LIST, description="Destination ports.")
+
+
+class LLMProposerSpec(WireModel):
+    """The built-in LLM proposer: an OpenAI-compatible chat-completions endpoint, called from
+    a proposal Job in the agent's namespace (docs/llm-proposer.md)."""
+
+    base_url: str = Field(
+        alias="baseURL",
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+",
+        description="OpenAI-compatible endpoint, e.g. http://vllm.llm.svc:8000/v1 or https://api.openai.com/v1.",
+    )
+    model: str = Field(min_length=1, max_length=256, description="Model name the endpoint serves.")
+    api_key_secret_ref: Optional[SecretKeyRef] = Field(
+        None, description="Secret key holding the API key (optional: local servers often need none)."
+    )
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0, description="Sampling temperature; unset: the server's default.")
+    max_tokens: Optional[int] = Field(None, ge=1, le=1_000_000, description="Completion tokens per model call; unset: the server's default.")
+    timeout_seconds: int = Field(120, ge=1, le=3600, description="Timeout of one model call (retried on timeouts, 429 and 5xx).")
+    max_tokens_per_day: Optional[int] = Field(
+        None, ge=1, description="Daily token budget of the agent (UTC days); when spent, proposals pause until the next day."
+    )
+    max_fix_attempts: int = Field(
+        2, ge=0, le=5,
+        description="Times a malformed reply, or edits that do not apply, go back to the model with the error.",
+    )
+    egress: Optional[list[EgressRule]] = Field(
+        None,
+        max_length=MAX_LIST,
+        description="Egress the proposal pod may use besides DNS; unset: TCP to the port of baseURL, any destination.",
+    )
+
+
+class EnvVarSource(WireModel):
+    secret_key_ref: SecretKeyRef = Field(description="A key of a Secret in the agent's namespace.")
+
+
+class ProposerEnvVar(WireModel):
+    model_config = ConfigDict(
+        json_schema_extra=_k8s(
+            **{
+                "x-kubernetes-validations": [
+                    _cel("has(self.value) != has(self.valueFrom)", "proposer.job.env: set exactly one of value or valueFrom"),
+                ]
+            }
+        )
+    )
+
+    name: str = Field(description="Variable name.", min_length=1, max_length=253)
+    value: Optional[str] = Field(None, description="Variable value.")
+    value_from: Optional[EnvVarSource] = Field(None, description="Value from a Secret key.")
+
+
+class JobProposerSpec(WireModel):
+    """A user's own coding agent, run as the proposal Job's proposer: it reads
+    /proposal/context.json and writes /proposal/out (docs/llm-proposer.md)."""
+
+    image: str = Field(min_length=1, description="Image of the coding agent.")
+    command: Optional[list[str]] = Field(None, description="Command (the image's entrypoint if unset).")
+    args: Optional[list[str]] = Field(None, description="Arguments.")
+    env: Optional[list[ProposerEnvVar]] = Field(None, max_length=64, description="Environment (values or Secret keys).")
+    timeout_seconds: int = Field(1800, ge=1, le=86400, description="Deadline of the proposal Job (activeDeadlineSeconds).")
+    resources: Optional[Resources] = Field(None, description="Resources of the coding agent's container.")
+    egress: Optional[list[EgressRule]] = Field(
+        None, max_length=MAX_LIST, description="Egress the proposal pod may use besides DNS; unset: none."
+    )
+
+
 class ProposerSpec(WireModel):
     """How the operator proposes candidates on its own."""
 
@@ -371,16 +463,24 @@ class ProposerSpec(WireModel):
                         "self.type != 'parameters' || (has(self.searchSpace) && size(self.searchSpace) > 0)",
                         "proposer.searchSpace must not be empty when proposer.type is parameters",
                     ),
+                    _cel(
+                        "self.type != 'llm' || has(self.llm)",
+                        "proposer.llm is required when proposer.type is llm",
+                    ),
+                    _cel(
+                        "self.type != 'job' || has(self.job)",
+                        "proposer.job is required when proposer.type is job",
+                    ),
                 ]
             }
         )
     )
 
-    type: ProposerType = Field(ProposerType.HEURISTIC, description="heuristic, parameters or webhook.")
+    type: ProposerType = Field(ProposerType.HEURISTIC, description="heuristic, parameters, webhook, llm or job.")
     search_space: list[SearchParameter] = Field(
         default_factory=list,
         max_length=MAX_LIST,
-        description="Tunable parameters (for heuristic and parameters proposers).",
+        description="Tunable parameters (for heuristic and parameters proposers; shown to llm and job proposers).",
         json_schema_extra=_k8s(
             **{
                 "x-kubernetes-validations": [
@@ -399,6 +499,8 @@ class ProposerSpec(WireModel):
                     "from the parent's values).",
     )
     webhook: Optional[WebhookSpec] = Field(None, description="External proposer (type webhook).")
+    llm: Optional[LLMProposerSpec] = Field(None, description="OpenAI-compatible model (type llm).")
+    job: Optional[JobProposerSpec] = Field(None, description="A user's own coding-agent image (type job).")
     seed: Optional[int] = Field(None, description="Random seed of the proposer (reproducible runs).")
 
 
@@ -525,6 +627,17 @@ class ArchiveStatus(WireModel):
     best_candidate: Optional[str] = Field(None, description="Candidate with the best score.")
 
 
+class TokenLedger(WireModel):
+    """Model tokens an agent's proposals spent: today (UTC) against maxTokensPerDay, and in all."""
+
+    day: Optional[str] = Field(None, description="UTC day of `used` (YYYY-MM-DD).")
+    used: Optional[int] = Field(None, ge=0, description="Tokens spent on that day.")
+    total: Optional[int] = Field(None, ge=0, description="Tokens spent since the agent was created.")
+    charged: Optional[list[str]] = Field(
+        None, max_length=64, description="The last proposal Jobs counted (so a Job read twice counts once)."
+    )
+
+
 class DGMAgentStatus(WireModel):
     """Observed state of the loop."""
 
@@ -544,6 +657,8 @@ class DGMAgentStatus(WireModel):
         None, description="The last rollback request acted upon (spec.rollbackToRevision or the dgm.io/rollback-to annotation)."
     )
     handled_propose: Optional[str] = Field(None, description="The last dgm.io/propose annotation value acted upon.")
+    proposals_in_flight: Optional[int] = Field(None, ge=0, description="Proposal Jobs running or not read back yet (llm and job proposers).")
+    tokens: Optional["TokenLedger"] = Field(None, description="Model tokens spent by proposals (llm and job proposers).")
 
 
 # ---------------------------------------------------------------------------
@@ -637,6 +752,22 @@ class ValidationStatus(WireModel):
     finished_at: Optional[datetime] = Field(None, description="End of the evaluation.")
 
 
+class TokenUsage(WireModel):
+    prompt: int = Field(0, ge=0, description="Prompt tokens.")
+    completion: int = Field(0, ge=0, description="Completion tokens.")
+    total: int = Field(0, ge=0, description="Total tokens.")
+
+
+class ProposalStatus(WireModel):
+    """How an llm or job proposer produced the candidate."""
+
+    job_name: Optional[str] = Field(None, description="The proposal Job.")
+    model: Optional[str] = Field(None, description="Model that wrote the change.")
+    tokens: Optional[TokenUsage] = Field(None, description="Tokens the proposal spent (from the API's usage).")
+    calls: Optional[int] = Field(None, ge=0, description="Model calls (diagnose, implement, fixes).")
+    estimated: Optional[bool] = Field(None, description="True when the endpoint reported no usage and tokens were estimated.")
+
+
 class ImprovementCandidateStatus(WireModel):
     """Observed state of a candidate."""
 
@@ -654,6 +785,7 @@ class ImprovementCandidateStatus(WireModel):
         None, description="Digest of the merged file set and image it is evaluated with (sha256:...), set when its "
                           "evaluation starts; a later proposal with the same digest is a DuplicateCandidate.")
     duplicate_of: Optional[str] = Field(None, description="The candidate this one duplicates (reason DuplicateCandidate).")
+    proposal: Optional[ProposalStatus] = Field(None, description="The proposal Job that wrote it (llm and job proposers).")
     reason: Optional[str] = Field(None, description="Reason of the last decision (CamelCase).")
     message: Optional[str] = Field(None, description="Details of the last decision.")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..api import constants
 from ..api import models as api
 from ..engine import policies
-from . import builders, mapping, names, proposals, revisions
+from . import builders, mapping, names, proposal_jobs, proposals, revisions
 from . import metrics as telemetry
 from .conditions import set_condition
 from .context import Context
@@ -199,23 +199,46 @@ def _evaluation_conditions(ctx: Context, view: AgentView, patch: api.DGMAgentSta
 
 
 def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, ready: bool) -> int:
-    """Propose when due and allowed; set the Improving condition. Returns the number of
-    active candidates."""
-    active = sum(1 for c in view.candidates if candidate_phase(c) in constants.ACTIVE_PHASES)
+    """Read finished proposal Jobs back, propose when due and allowed (in process, or by
+    starting a proposal Job for llm and job proposers), set the Improving condition. Returns
+    the number of active candidates and proposals in flight."""
+    as_job = proposal_jobs.runs_as_job(view.agent)
+    in_flight, outcomes = proposal_jobs.read_finished(ctx, view) if as_job else (0, [])
+    if outcomes:
+        view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
+    active = sum(1 for c in view.candidates if candidate_phase(c) in constants.ACTIVE_PHASES) + in_flight
     decision = policies.evaluate_chain(policies.PROPOSAL_CHAIN, policies.Facts(
         paused=view.agent.spec.paused, active_candidates=active,
-        max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates))
-    reason, message = decision if decision else ("Idle", "waiting for the next interval")
+        max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates,
+        tokens_today=proposal_jobs.tokens_today(ctx, view),
+        max_tokens_per_day=proposal_jobs.max_tokens_per_day(view.agent), now=ctx.now_datetime()))
+    if outcomes and (decision is None or decision.reason == "ConcurrencyLimitReached"):
+        # what a proposal Job just became says more than the limit it now fills
+        reason, message = ("Proposed" if outcomes[-1].created else "ProposerFailed"), outcomes[-1].message
+    elif decision:
+        reason, message = decision
+    else:
+        reason, message = "Idle", "waiting for the next interval"
     if ready and decision is None and proposals.proposal_due(ctx, view):
-        created, message = proposals.propose(ctx, view)
-        reason = "Proposed" if created else "ProposerFailed"
-        patch.proposals = (view.status.proposals or 0) + 1
-        patch.last_proposal_time = ctx.now_datetime()
-        requested = view.annotation(constants.ANNOTATION_PROPOSE)
-        if requested:
-            patch.handled_propose = requested
-        if created:
-            view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
-            active += 1
-    _condition(ctx, view, patch, "Improving", reason == "Proposed" or active > 0, reason, message)
+        if as_job:
+            started, message = proposal_jobs.start(ctx, view)  # writes the proposal counter itself
+            reason = "ProposalStarted" if started else "ProposerFailed"
+            in_flight += int(started)
+            active += int(started)
+        else:
+            created, message = proposals.propose(ctx, view)
+            reason = "Proposed" if created else "ProposerFailed"
+            started = False
+            if created:
+                view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
+                active += 1
+        if not started:
+            patch.proposals = (view.status.proposals or 0) + 1
+            patch.last_proposal_time = ctx.now_datetime()
+            requested = view.annotation(constants.ANNOTATION_PROPOSE)
+            if requested:
+                patch.handled_propose = requested
+    if as_job:
+        patch.proposals_in_flight = in_flight
+    _condition(ctx, view, patch, "Improving", reason in ("Proposed", "ProposalStarted") or active > 0, reason, message)
     return active

@@ -178,6 +178,33 @@ class Kube:
                 out[cs.name] = ContainerEnd(None, None, "", cs.image_id, running=True)
         return out
 
+    def _newest_pod(self, namespace: str, job_name: str) -> Any:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
+        oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        return max(pods, key=lambda p: p.metadata.creation_timestamp or oldest) if pods else None
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return [self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        API_WRITES.labels("patch", "Job").inc()
+        return self._dict(self.batch.patch_namespaced_job(name, namespace, {"metadata": dict(metadata)}))
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        """At most ``limit_bytes`` of a container's log (``pods/log``) in the Job's newest pod."""
+        pod = self._newest_pod(namespace, job_name)
+        if pod is None:
+            return None
+        try:
+            response = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container,
+                                                         limit_bytes=limit_bytes, _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (400, 403, 404):  # no such container, its log is gone, or no pods/log right
+                log.warning("cannot read the log of %s/%s (%s): %s", job_name, container, exc.status, exc.reason)
+                return None
+            raise
+        return bytes(response.data).decode("utf-8", "replace")
+
     def delete_candidate(self, namespace: str, name: str) -> None:
         API_WRITES.labels("delete", "ImprovementCandidate").inc()
         try:

@@ -66,4 +66,17 @@ class KubeAPI(Protocol):
         """How each container of the Job's newest pod ended (or why it waits), by name."""
         ...
 
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
+        """Jobs matching a label selector."""
+        ...
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:
+        """Merge-patch a Job's metadata (labels, annotations)."""
+        ...
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        """At most ``limit_bytes`` of one container's log in the Job's newest pod; None when
+        there is no pod (or the log cannot be read)."""
+        ...
+
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...

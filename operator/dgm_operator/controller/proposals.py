@@ -4,6 +4,7 @@ candidate the configured proposer drafts from it."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..api import constants
@@ -75,9 +76,26 @@ def proposal_due(ctx: Context, view: AgentView) -> bool:
     return last is None or ctx.clock() - last >= view.agent.spec.policy.improvement_interval_minutes * 60
 
 
-def propose(ctx: Context, view: AgentView) -> tuple[bool, str]:
-    """Draft and create one candidate. (created, what happened) for the Improving condition;
-    a proposer's failure is recorded as a warning Event and does not raise."""
+@dataclass
+class Origin:
+    """Where proposal number ``number`` starts: the parent the archive selects (None: the
+    current revision) and the files it starts from."""
+
+    number: int
+    rng: random.Random
+    method: str
+    archive: Archive
+    parent: str | None
+    files: dict[str, str]  # the current revision's files
+    parent_files: dict[str, str] | None  # the parent candidate's workspace (None: the revision)
+    parent_metrics: dict[str, float] | None
+
+    @property
+    def working_files(self) -> dict[str, str]:
+        return self.parent_files if self.parent_files is not None else self.files
+
+
+def select_origin(ctx: Context, view: AgentView) -> Origin:
     namespace, name, agent = view.namespace, view.name, view.agent
     number = (view.status.proposals or 0) + 1
     seed = (agent.spec.proposer.seed if agent.spec.proposer.seed is not None else hash(view.obj["metadata"]["uid"])) + number
@@ -94,7 +112,17 @@ def propose(ctx: Context, view: AgentView) -> tuple[bool, str]:
             parent_name = None
         else:
             parent_files = dict(ws.get("data") or {})
-            parent_metrics = archive.get(parent_name).metrics
+            parent_metrics = dict(archive.get(parent_name).metrics)
+    return Origin(number, rng, method, archive, parent_name, files, parent_files, parent_metrics)
+
+
+def propose(ctx: Context, view: AgentView) -> tuple[bool, str]:
+    """Draft and create one candidate. (created, what happened) for the Improving condition;
+    a proposer's failure is recorded as a warning Event and does not raise."""
+    namespace, name, agent = view.namespace, view.name, view.agent
+    start = select_origin(ctx, view)
+    number, rng, method, archive = start.number, start.rng, start.method, start.archive
+    parent_name, files, parent_files, parent_metrics = start.parent, start.files, start.parent_files, start.parent_metrics
     baseline = view.status.baseline
     base_metrics, _ = mapping.metrics_from_list([m.to_wire() for m in (baseline.metrics if baseline else None) or []])
     space = mapping.search_space(agent)

@@ -9,7 +9,8 @@ policies in order and the first hit wins (:func:`evaluate_chain`). Reasons are C
 Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
 * :data:`USER_ACTION_CHAIN`: an imperative action on a candidate (RejectedByUser)
-* :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused, ConcurrencyLimitReached)
+* :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused,
+  TokenBudgetExhausted, ConcurrencyLimitReached)
 * :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange, ImageNeedsGrader)
 * :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (DuplicateCandidate,
   ConcurrencyLimitReached)
@@ -25,6 +26,7 @@ Chains (each is run by the operator's reconcilers; none exists for tests alone):
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import math
 from dataclasses import dataclass
@@ -45,10 +47,13 @@ class Facts:
 
     # agent
     paused: bool = False
-    active_candidates: int = 0
+    active_candidates: int = 0  # proposals in flight count too
     max_concurrent_candidates: int = 3
     # admission
     duplicate_of: str | None = None
+    tokens_today: int = 0  # model tokens spent by proposals on now's UTC day
+    max_tokens_per_day: int | None = None
+    now: dt.datetime | None = None
     # safety
     safety_score: float | None = None
     safety_threshold: float = 0.8
@@ -106,6 +111,17 @@ def agent_paused(f: Facts) -> Decision | None:
     if f.paused:
         return Decision("AgentPaused", "the agent is paused (spec.paused): no new candidates")
     return None
+
+
+def token_budget_exhausted(f: Facts) -> Decision | None:
+    """``maxTokensPerDay``: once the tokens of the UTC day reach it, no proposal starts until
+    the next UTC day (proposals already running finish)."""
+    if f.max_tokens_per_day is None or f.now is None or f.tokens_today < f.max_tokens_per_day:
+        return None
+    today = f.now.astimezone(dt.timezone.utc).date()
+    return Decision("TokenBudgetExhausted",
+                    f"{f.tokens_today} tokens spent on {today.isoformat()} (UTC) >= maxTokensPerDay "
+                    f"{f.max_tokens_per_day}: proposals pause until {(today + dt.timedelta(days=1)).isoformat()}T00:00:00Z")
 
 
 def concurrency_limit_reached(f: Facts) -> Decision | None:
@@ -306,7 +322,7 @@ def _finite(value: object) -> bool:
 
 
 USER_ACTION_CHAIN: tuple[Policy, ...] = (rejected_by_user,)
-PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, concurrency_limit_reached)
+PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, token_budget_exhausted, concurrency_limit_reached)
 SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold, image_needs_grader)
 ADMISSION_CHAIN: tuple[Policy, ...] = (duplicate_candidate, concurrency_limit_reached)
 EVALUATION_CHAIN: tuple[Policy, ...] = (

@@ -440,6 +440,9 @@ def make_proposer(kind: ProposerType | str, settings: Mapping[str, Any] | None =
         return HeuristicProposer(**settings)
     if kind is ProposerType.PARAMETERS:
         return ParametersProposer(**settings)
+    if kind in (ProposerType.LLM, ProposerType.JOB):
+        raise ProposerError(f"proposer {kind.value} runs as a proposal Job in the agent's namespace, "
+                            "not in the operator's process (see engine/proposal.py)")
     if "url" not in settings:
         raise ValueError("webhook proposer needs a url")
     return WebhookProposer(**settings)

@@ -67,6 +67,8 @@ class ProposerType(str, Enum):
     HEURISTIC = "heuristic"
     PARAMETERS = "parameters"
     WEBHOOK = "webhook"
+    LLM = "llm"  # an OpenAI-compatible model, called from a proposal Job
+    JOB = "job"  # a user's own coding-agent image, run as a proposal Job
 
 
 class Bottleneck(str, Enum):
