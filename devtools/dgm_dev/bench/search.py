@@ -437,6 +437,10 @@ def run_archive(method: str, land: Landscape, budget: float, seed: int, staging:
             child_files = {**files[parent], **draft.changes}
             digest = files_digest(child_files)
             if digest in digests:
+                # decided DuplicateCandidate, as the operator does: in the archive, never a parent
+                seq += 1
+                records.append(CandidateRecord(f"c{seq}", parent=parent, phase=Phase.REJECTED,
+                                               reason="DuplicateCandidate", created=seq))
                 result.duplicates += 1
                 in_a_row += 1
                 if in_a_row >= MAX_DUPLICATES:

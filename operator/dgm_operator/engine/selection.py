@@ -184,11 +184,13 @@ def hgm_sample(counts: dict[str, tuple[float, float]], names: Sequence[str], rng
 
 
 def stall(archive: Archive) -> int:
-    """Evaluated candidates created after the current best (how long the best has stood)."""
+    """Proposals since the current best: candidates created after it, whatever became of
+    them (a duplicate, a failed or an unsafe proposal is a try that found nothing better, so
+    a parent whose neighbourhood is used up makes the search broaden)."""
     best = archive.best()
     if best is None:
         return 0
-    return sum(1 for r in archive.eligible() if r.created > best.created and r.name != best.name)
+    return sum(1 for r in archive.candidates if r.created > best.created and r.name != best.name)
 
 
 def adaptive_width(archive: Archive, patience: int | None = None) -> int:
