@@ -196,3 +196,12 @@ def test_hgm_counts_are_proper_pseudo_counts(rows):
     for name, (s, f) in counts.items():
         assert s >= 0 and f >= 0
         assert s + f == pytest.approx(2.0 * sum(1 for n in sizes[name] if n in eligible))
+
+
+def test_duplicates_and_failures_count_as_tries_for_the_stall():
+    base = R("base", score=0.0, is_baseline=True)
+    recs = [R("best", None, Phase.VALIDATED, score=1.0, created=1)]
+    recs += [R(f"d{i}", "best", Phase.REJECTED, reason="DuplicateCandidate", created=2 + i)
+             for i in range(selection.PATIENCE)]
+    a = Archive(base, recs)
+    assert stall(a) == selection.PATIENCE and adaptive_width(a) == 2

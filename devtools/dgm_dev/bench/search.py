@@ -5,7 +5,9 @@ the archive, let the ``parameters`` proposer write the parent's real config file
 the new file set on a landscape, score it with :func:`.scoring.fitness` against the
 original baseline, and add it to the archive (every evaluated child stays, as in the DGM
 paper). A proposal whose merged file set equals an archived candidate's is a duplicate
-(:mod:`.dedupe`): it is not evaluated and costs nothing, and the proposer is asked again.
+(:mod:`.dedupe`): it is not evaluated and costs nothing, it enters the archive as
+``DuplicateCandidate`` (never a parent, but a try that counts for ``adaptive``'s stall, as in
+the operator), and the next parent is drawn.
 Optuna's TPE sampler run alone (multivariate, the start enqueued as its first trial) is
 the outside peer, with the same budget.
 

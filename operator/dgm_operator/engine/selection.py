@@ -7,7 +7,7 @@ Methods (``archive.parentSelection``):
 * ``random``: uniform over the eligible members.
 * ``hgm``: clade-metaproductivity Thompson sampling (Huxley-Gödel Machine, Wang et al. 2025,
   arXiv 2510.21614), see :func:`hgm_counts`.
-* ``adaptive``: greedy until the best score has stalled for ``patience`` evaluations, then
+* ``adaptive``: greedy until the best score has stood for ``PATIENCE`` proposals, then
   broaden: the elite widens with the stall and is drawn with the DGM weights; a new best
   narrows it back to greedy (:func:`adaptive_width`).
 * ``elite``: ShinkaEvolve's weighted rule: the DGM weights over a bounded elite (the top
@@ -59,7 +59,7 @@ LAMBDA = 10.0
 ALPHA0 = 0.5
 # hgm: pseudo task evaluations one evaluated candidate counts for in the Beta posterior.
 HGM_EVIDENCE = 10.0
-# adaptive: evaluations without a new best before the elite widens by one member.
+# adaptive: proposals without a new best before the elite widens by one member.
 PATIENCE = 4
 # adaptive: share of the draws that stay on the best once stalled.
 ADAPTIVE_KEEP = 0.25
@@ -195,7 +195,7 @@ def stall(archive: Archive) -> int:
 
 def adaptive_width(archive: Archive, patience: int | None = None) -> int:
     """Elite width of ``adaptive``: 1 (greedy) until the best stalls for `patience`
-    evaluations, then one more member per further `patience` evaluations."""
+    proposals, then one more member per further `patience` proposals."""
     patience = PATIENCE if patience is None else patience
     if patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
