@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dgm_operator.api import constants
+from dgm_operator.controller.kubeapi import NotFound
 
 KINDS = {"DGMAgent": "agent", "ImprovementCandidate": "candidate", "ConfigMap": "configmap",
          "Deployment": "deployment", "Job": "job", "NetworkPolicy": "networkpolicy"}
@@ -44,6 +45,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[Write] = []
+        self.reads: list[tuple[str, str, str]] = []  # (verb, kind, name) of every read
         self.events: list[tuple[str, str, str, bool]] = []  # (object name, reason, message, warning)
         self.pod_messages: dict[str, tuple[str | None, int | None]] = {}
         self._uids = itertools.count(1)
@@ -64,6 +66,10 @@ class FakeKube:
     def obj(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
+
+    def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(("get", kind, name))
+        return self.obj(kind, namespace, name)
 
     def finish_job(self, namespace: str, name: str, *, succeeded: bool = True, reason: str = "",
                    message: str | None = None, exit_code: int | None = 0) -> None:
@@ -90,17 +96,18 @@ class FakeKube:
 
     # -- KubeAPI --------------------------------------------------------------------------
     def get_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("agent", namespace, name)
+        return self._get("agent", namespace, name)
 
     def get_candidate(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("candidate", namespace, name)
+        return self._get("candidate", namespace, name)
 
     def list_candidates(self, namespace: str, agent: str) -> list[dict[str, Any]]:
+        self.reads.append(("list", "candidate", agent))
         return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
                 if kind == "candidate" and ns == namespace
                 and (o["metadata"].get("labels") or {}).get(constants.LABEL_AGENT) == agent]
 
-    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
+    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.create({**body, "metadata": {**body["metadata"], "namespace": namespace}})
 
     def delete_candidate(self, namespace: str, name: str) -> None:
@@ -111,7 +118,9 @@ class FakeKube:
         meta = obj["metadata"]
         key = (KINDS[obj["kind"]], meta["namespace"], meta["name"])
         self.writes.append(Write(verb, obj["kind"], meta["name"], copy.deepcopy(body)))
-        stored = self.objects[key]  # KeyError: patching an object that does not exist
+        if key not in self.objects:
+            raise NotFound(f"{obj['kind']} {meta['namespace']}/{meta['name']}")
+        stored = self.objects[key]
         updated = merge_patch(stored, body)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         self.objects[key] = updated
@@ -124,22 +133,21 @@ class FakeKube:
         return self._patch(obj, "patch", {"metadata": dict(metadata)})
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("configmap", namespace, name)
+        return self._get("configmap", namespace, name)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("deployment", namespace, name)
+        return self._get("deployment", namespace, name)
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("job", namespace, name)
+        return self._get("job", namespace, name)
 
-    def create(self, body: Mapping[str, Any]) -> bool:
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         meta = body["metadata"]
         key = (KINDS[body["kind"]], meta["namespace"], meta["name"])
         self.writes.append(Write("create", body["kind"], meta["name"], copy.deepcopy(dict(body))))
         if key in self.objects:
-            return False
-        self.add(body)
-        return True
+            return None
+        return self.add(body)
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
@@ -161,6 +169,7 @@ class FakeKube:
         return copy.deepcopy(stored)
 
     def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
+        self.reads.append(("list", "pod", job_name))
         return self.pod_messages.get(job_name, (None, None))
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:

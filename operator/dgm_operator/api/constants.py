@@ -26,6 +26,9 @@ LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ROLE = f"{GROUP}/role"
 LABEL_SANDBOX = f"{GROUP}/sandbox"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On an agent's target Deployment and live ConfigMap (value "true"): the operator's watches
+# select them by it, instead of watching every Deployment and ConfigMap.
+LABEL_TARGET = f"{GROUP}/target"
 
 ANNOTATION_REVISION = f"{GROUP}/revision"  # on the Deployment's pod template
 ANNOTATION_ACTION = f"{GROUP}/action"  # on candidates: approve | reject (imperative, not in Git)

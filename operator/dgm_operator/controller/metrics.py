@@ -26,3 +26,15 @@ PHASES = tuple(phase.value for phase in Phase)
 def set_candidate_counts(namespace: str, agent: str, phases: list[str]) -> None:
     for phase in PHASES:
         CANDIDATES.labels(namespace, agent, phase).set(sum(1 for p in phases if p == phase))
+
+# What the read model and the scheduler do (the operator quiet at rest, and keeping pace).
+API_READS = Counter("dgm_api_reads_total", "Read requests (get, list, watch) the operator sent to the API server.",
+                    ["verb", "resource"])
+READ_MODEL_OBJECTS = Gauge("dgm_read_model_objects", "Objects held in the read model, by kind.", ["kind"])
+READ_MODEL_MISSES = Counter("dgm_read_model_misses_total",
+                            "Reads the read model could not answer from memory (sent to the API), by kind.", ["kind"])
+AGENT_PASSES = Counter("dgm_agent_passes_total", "Agent reconcile passes by what started them.", ["trigger"])
+AGENT_PASS_LAG = Histogram(
+    "dgm_agent_pass_lag_seconds", "How late a scheduled agent pass started after it was due.", ["trigger"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+ACTIVE = Gauge("dgm_active", "1 on the replica that acts (kopf peering: the highest priority), else 0.")
