@@ -1,5 +1,5 @@
-"""What every reconcile pass shares: the API, the clock, per-object locks, crash-test
-failpoints. One :class:`Context` per operator process."""
+"""What every reconcile pass shares: the API, the clock, per-object locks, the agents'
+schedule, crash-test failpoints. One :class:`Context` per operator process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .kubeapi import KubeAPI
+from .schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Context:
     # Namespaces whose deny-egress NetworkPolicy this process created or found: one
     # create per namespace and process instead of one per Job.
     sandboxed_namespaces: set[str] = field(default_factory=set)
+    # When each agent's next pass is due (an agent pass plans its next proposal here).
+    schedule: Schedule = field(default_factory=Schedule)
 
     def now(self) -> str:
         return iso(self.clock())
