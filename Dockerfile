@@ -27,6 +27,6 @@ LABEL org.opencontainers.image.title="dgm-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 USER 65532:65532
 WORKDIR /tmp
-# 8080: liveness (/healthz), 9090: Prometheus metrics (--metrics-port)
-EXPOSE 8080 9090
+# 8080: liveness (/healthz), 8081: readiness (/readyz, the replica that acts), 9090: Prometheus metrics
+EXPOSE 8080 8081 9090
 ENTRYPOINT ["dgm", "run"]
