@@ -1,4 +1,4 @@
-"""`dgm bench search|lifecycle|scale ...`."""
+"""`dgm bench search|lifecycle|scale|failover ...`."""
 
 from __future__ import annotations
 
@@ -10,5 +10,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["scale"]:
         from .scale import main as scale_main
         return scale_main(argv[1:])
+    if argv[:1] == ["failover"]:
+        from .failover import main as failover_main
+        return failover_main(argv[1:])
     from .search import main as search_main
     return search_main(argv)
