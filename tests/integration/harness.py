@@ -87,7 +87,8 @@ class Operator:
         self.metrics_port, self.readiness_port = free_port(), free_port()
 
     def start(self):
-        env = dict(self.cluster.env, **self.start_env)
+        # agents' status follows their candidates within 1 s (5 s by default): quicker tests
+        env = dict(self.cluster.env, DGM_POKE_SECONDS="1", **self.start_env)
         log = open(self.log_path, "a")
         args = [sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", "",
                 "--metrics-port", str(self.metrics_port),

@@ -59,7 +59,11 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = int(os.environ.get("DGM_MAX_WORKERS", "16"))
 SCHEDULED_WORKERS = int(os.environ.get("DGM_SCHEDULED_WORKERS", "4"))
 RESYNC_SECONDS = float(os.environ.get("DGM_RESYNC_SECONDS", "300"))
-POKE_SECONDS = float(os.environ.get("DGM_POKE_SECONDS", "1.0"))
+# How soon an agent's pass follows a change it depends on: a candidate's phase (what its
+# status sums up: the archive, the active count; 5 s makes one status write of a burst, as
+# the old 5 s timer did), or its target (a rollout to verify, or a rollback to start).
+POKE_SECONDS = float(os.environ.get("DGM_POKE_SECONDS", "5"))
+TARGET_POKE_SECONDS = float(os.environ.get("DGM_TARGET_POKE_SECONDS", "1"))
 SYNC_TIMEOUT = float(os.environ.get("DGM_SYNC_TIMEOUT_SECONDS", "900"))
 
 
@@ -344,7 +348,7 @@ def _target_event(kind: str, event: dict[str, Any], body: kopf.Body, namespace: 
     if event.get("type") == "DELETED":
         MODEL.evict(kind, namespace, name, resource_version(body))
     for agent in MODEL.agents_targeting(kind, namespace, name):
-        SCHEDULE.poke((namespace, agent), POKE_SECONDS)
+        SCHEDULE.poke((namespace, agent), TARGET_POKE_SECONDS)
 
 
 @kopf.on.event("apps", "v1", "deployments")
