@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         raise kopf.PermanentError(f"the candidate summaries were not listed within {SYNC_TIMEOUT:.0f}s")
     global _scheduled
     _scheduled = ThreadPoolExecutor(SCHEDULED_WORKERS, thread_name_prefix="dgm-scheduled")
-    SCHEDULE.start_thread(lambda key, trigger, lag: _scheduled.submit(_scheduled_pass, key, trigger, lag)
+    SCHEDULE.start_thread(lambda key, trigger, lag: _scheduled.submit(_scheduled_pass, key, trigger, time.time() - lag)
                           if _scheduled is not None else None, gate=RUNTIME.activity.is_active)
     if RUNTIME.peering:
         start_peering_watch()
@@ -294,8 +295,10 @@ def _agent(namespace: str, name: str, trigger: str) -> None:
     _candidates(namespace, more)
 
 
-def _scheduled_pass(key: Key, trigger: str, lag: float) -> None:
-    metrics.AGENT_PASS_LAG.labels(trigger).observe(lag)
+def _scheduled_pass(key: Key, trigger: str, due_at: float) -> None:
+    """A pass the schedule started; its lag (due time to start, the worker queue included)
+    says whether the schedule keeps pace."""
+    metrics.AGENT_PASS_LAG.labels(trigger).observe(max(0.0, time.time() - due_at))
     if not RUNTIME.activity.is_active():
         return  # turned standby while queued
     try:
