@@ -39,6 +39,7 @@ from typing import Any
 from dgm_operator.api.constants import AGENTS, API_VERSION, CANDIDATES, DECIDED_PHASES, GROUP, VERSION
 
 from ..toy_agent import toy_objects
+from .scale import _established
 
 PEERING = "dgm-bench"
 
@@ -109,9 +110,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path, peering_crds
     for crds in (repo_crds, peering_crds):
         subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "-f", str(crds)], env=env,
                        check=True, capture_output=True)
-    subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd/improvementcandidates.dgm.io",
-                              "crd/dgmagents.dgm.io", "crd/kopfpeerings.kopf.dev"], env=env, check=True,
-                   capture_output=True)
+    _established(kubectl, env, "crd/improvementcandidates.dgm.io", "crd/dgmagents.dgm.io", "crd/kopfpeerings.kopf.dev")
     subprocess.run(kubectl + ["create", "namespace", ns], env=env, check=True, capture_output=True)
     while subprocess.run(kubectl + ["get", "sa", "default", "-n", ns], env=env, capture_output=True).returncode:
         time.sleep(0.1)

@@ -438,6 +438,20 @@ def seed_baselines(custom: Any, kubectl: list[str], env: dict[str, str], ns: str
         list(pool.map(one, agents))
 
 
+def _established(kubectl: list[str], env: dict[str, str], *crds: str, timeout: float = 120.0) -> None:
+    """Wait for CRDs to be Established; a fresh API server may not serve them for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(kubectl + ["wait", "--for=condition=Established", "--timeout=30s", *crds], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRDs not Established: {proc.stderr.strip()}")
+        _log(f"waiting for the CRDs: {proc.stderr.strip()}")
+        time.sleep(1.0)
+
+
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -468,8 +482,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
     custom = client.CustomObjectsApi(api)
 
     subprocess.run(kubectl + ["apply", "--server-side", "-f", str(repo_crds)], env=env, check=True, capture_output=True)
-    subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd/improvementcandidates.dgm.io",
-                              "crd/dgmagents.dgm.io"], env=env, check=True, capture_output=True)
+    _established(kubectl, env, "crd/improvementcandidates.dgm.io", "crd/dgmagents.dgm.io")
     subprocess.run(kubectl + ["create", "namespace", ns], env=env, check=True, capture_output=True)
     while subprocess.run(kubectl + ["get", "sa", "default", "-n", ns], env=env, capture_output=True).returncode:
         time.sleep(0.1)
