@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dgm_operator.api import constants
-from dgm_operator.controller.kubeapi import NotFound
+from dgm_operator.controller.kubeapi import Conflict, NotFound
 
 KINDS = {"DGMAgent": "agent", "ImprovementCandidate": "candidate", "ConfigMap": "configmap",
          "Deployment": "deployment", "Job": "job", "NetworkPolicy": "networkpolicy"}
@@ -126,7 +126,13 @@ class FakeKube:
         self.objects[key] = updated
         return copy.deepcopy(updated)
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *,
+                     precondition: bool = False) -> dict[str, Any]:
+        meta = obj["metadata"]
+        stored = self.objects.get((KINDS[obj["kind"]], meta["namespace"], meta["name"]))
+        if precondition and stored is not None and stored["metadata"]["resourceVersion"] != meta.get("resourceVersion"):
+            self.writes.append(Write("patch-status", obj["kind"], meta["name"], {"status": dict(status)}))
+            raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed since it was read")
         return self._patch(obj, "patch-status", {"status": dict(status)})
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -310,3 +310,25 @@ def test_summaries_are_compact():
     model.summary_event("LISTED", big)
     text = json.dumps(model.list_candidates(NS, "toy"))
     assert len(text) < 600
+
+
+def test_a_revision_computed_from_a_stale_agent_is_refused_and_computed_again():
+    """Two actors for a moment (a peering overlap): the revision history is written only if
+    the agent did not change since it was read, so no revision is lost or doubled."""
+    from dgm_operator.controller.kubeapi import Conflict
+    w = CachedWorld().ready()
+    w.candidate("c1")
+    w.watches.sync()
+    w.run("c1")
+    w.kube.finish_job(NS, names.evaluation_job("c1", "full"), message=metrics_message(0.9))
+    w.watches.sync()
+    agent = w.kube.objects[("agent", NS, "toy")]
+    agent["metadata"]["resourceVersion"] = str(int(agent["metadata"]["resourceVersion"]) + 1000)  # another writer
+    with pytest.raises(Conflict):
+        w.run("c1")
+    assert w.agent_status()["currentRevision"] == 1
+    assert not w.model.has("agent", NS, "toy")  # the stale copy is dropped: the retry reads the API
+    w.run("c1")
+    st = w.status("c1")
+    assert (st["phase"], st["revision"]) == ("Applied", 2)
+    assert [r["revision"] for r in w.agent_status()["revisions"]] == [1, 2]

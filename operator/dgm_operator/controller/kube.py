@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import constants
 from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
-from .kubeapi import NotFound
+from .kubeapi import Conflict, NotFound
 from .metrics import API_READS, API_WRITES
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,14 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource of an agent or candidate."""
-        return self._patch_custom(obj, "patch-status", self.custom.patch_namespaced_custom_object_status,
-                                  {"status": dict(status)})
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *,
+                     precondition: bool = False) -> dict[str, Any]:
+        """Merge-patch the status subresource of an agent or candidate (with ``precondition``,
+        only if it is still at the resourceVersion of ``obj``)."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if precondition:
+            body["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+        return self._patch_custom(obj, "patch-status", self.custom.patch_namespaced_custom_object_status, body)
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the metadata (labels, annotations) of an agent, a candidate, or a
@@ -132,6 +136,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 raise NotFound(f"{obj['kind']} {meta['namespace']}/{meta['name']}") from exc
+            if exc.status == 409:
+                raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed since it was read") from exc
             raise
 
     # -- core objects -------------------------------------------------------------------

@@ -16,6 +16,10 @@ class NotFound(LookupError):
     """A write addressed an object that does not exist (HTTP 404)."""
 
 
+class Conflict(RuntimeError):
+    """A write with a precondition found the object changed since it was read (HTTP 409)."""
+
+
 class KubeAPI(Protocol):
     def ping(self) -> None:
         """Raises when the API server does not answer."""
@@ -36,9 +40,11 @@ class KubeAPI(Protocol):
 
     def delete_candidate(self, namespace: str, name: str) -> None: ...
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *, precondition: bool = False) -> Obj:
         """Merge-patch the status subresource of an agent or candidate; returns the object.
-        Raises :class:`NotFound` when it does not exist."""
+        Raises :class:`NotFound` when it does not exist. With ``precondition`` the patch
+        carries ``obj``'s resourceVersion, and :class:`Conflict` is raised when the object
+        changed since (for a write computed from what was read, such as the revision history)."""
         ...
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> Obj:

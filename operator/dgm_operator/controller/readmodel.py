@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..api import constants
 from ..api.constants import FINAL_PHASES
 from . import metrics as telemetry
-from .kubeapi import KubeAPI, NotFound, Obj
+from .kubeapi import Conflict, KubeAPI, NotFound, Obj
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ class CachedKube:
     def _patched(self, obj: Mapping[str, Any], patch: Callable[[], Obj]) -> Obj:
         try:
             out = patch()
-        except NotFound:
+        except (NotFound, Conflict):  # gone, or what we hold is stale: read it again next time
             kind, meta = KIND_OF.get(str(obj.get("kind"))), obj["metadata"]
             if kind is not None:
                 self.model.evict(kind, meta["namespace"], meta["name"])
@@ -468,8 +468,8 @@ class CachedKube:
         self.model.put(out)
         return out
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
-        return self._patched(obj, lambda: self.api.patch_status(obj, status))
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *, precondition: bool = False) -> Obj:
+        return self._patched(obj, lambda: self.api.patch_status(obj, status, precondition=precondition))
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> Obj:
         return self._patched(obj, lambda: self.api.patch_metadata(obj, metadata))
