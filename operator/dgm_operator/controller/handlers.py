@@ -51,6 +51,7 @@ from ..api.constants import AGENTS, CANDIDATES, FINAL_PHASES, GROUP, VERSION
 from . import jobs, metrics
 from .kube import Kube
 from .peering import Activity
+from .kubeapi import KubeAPI
 from .readmodel import CachedKube, ReadModel, SummaryFeed, resource_version
 from .reconciler import Reconciler
 from .schedule import Key, Schedule
@@ -93,7 +94,8 @@ def reconciler() -> Reconciler:
     if _reconciler is None:
         # one pooled connection per worker thread (urllib3 keeps 10 by default)
         api = Kube(pool_size=MAX_WORKERS + SCHEDULED_WORKERS + 4)
-        _reconciler = Reconciler(CachedKube(api, MODEL), schedule=SCHEDULE)
+        cached: KubeAPI = CachedKube(api, MODEL)  # checked against the interface here
+        _reconciler = Reconciler(cached, schedule=SCHEDULE)
     return _reconciler
 
 
@@ -351,7 +353,7 @@ def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **
     if labels.get(constants.LABEL_CANDIDATE):
         _candidate(namespace, labels[constants.LABEL_CANDIDATE])
     elif labels.get(constants.LABEL_AGENT):
-        _agent(namespace, labels[constants.LABEL_AGENT])
+        _agent(namespace, labels[constants.LABEL_AGENT], "event")
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)

@@ -20,6 +20,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
+from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
 from .kubeapi import Conflict, ContainerEnd, NotFound
 from .metrics import API_READS, API_WRITES
 
