@@ -98,7 +98,9 @@ def test_failing_evaluation_and_missing_metrics_end_failed(env, operator):
 def test_insufficient_improvement_is_rejected_but_stays_a_possible_parent(env, operator):
     env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}))
     env.wait_ready()
-    env.apply(candidate(env.ns, "same", {"accuracy": 0.5}))
+    # a different file set (an identical one would be a DuplicateCandidate of revision 1)
+    # whose gain stays under minImprovement
+    env.apply(candidate(env.ns, "same", {"accuracy": 0.502}))
     st = env.wait_phase("same", "Rejected", "Applied", "Failed")["status"]
     assert (st["phase"], st["reason"]) == ("Rejected", "InsufficientImprovement")
     # a child of a rejected (but evaluated) candidate builds on its files
