@@ -323,6 +323,16 @@ def candidate_event(event: dict[str, Any], body: kopf.Body, namespace: str, name
     _candidate(namespace, name)
 
 
+def _reconcile_owner(namespace: str, body: kopf.Body) -> None:
+    """Reconcile what an evaluation Job or its pod belongs to: a candidate, else the agent
+    (a baseline), as their labels say."""
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(constants.LABEL_CANDIDATE):
+        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
+    elif labels.get(constants.LABEL_AGENT):
+        _agent(namespace, labels[constants.LABEL_AGENT], "event")
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
 def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
@@ -331,11 +341,7 @@ def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str,
         return
     if not jobs.is_finished(body):
         return
-    labels = body.get("metadata", {}).get("labels") or {}
-    if labels.get(constants.LABEL_CANDIDATE):
-        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
-    elif labels.get(constants.LABEL_AGENT):
-        _agent(namespace, labels[constants.LABEL_AGENT], "event")
+    _reconcile_owner(namespace, body)
 
 
 @kopf.on.event("", "v1", "pods", labels={constants.LABEL_SANDBOX: "true"})
@@ -349,11 +355,7 @@ def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **
     if not any(((s.get("state") or {}).get("waiting") or {}).get("reason") in jobs.FATAL_WAITING_REASONS
                for s in statuses):
         return
-    labels = body.get("metadata", {}).get("labels") or {}
-    if labels.get(constants.LABEL_CANDIDATE):
-        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
-    elif labels.get(constants.LABEL_AGENT):
-        _agent(namespace, labels[constants.LABEL_AGENT], "event")
+    _reconcile_owner(namespace, body)
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)
