@@ -3,12 +3,16 @@
 helm is built from its Go module by hack/build-helm.sh (cached outside the repo). The
 cluster-wide install is applied to the dev cluster and its service account's permissions
 are checked with `kubectl auth can-i`: it can do what the operator does and nothing more.
-The operator Deployment runs 0 replicas here (no image is pulled on the dev node)."""
+The RBAC checks render with 0 replicas; `test_helm_install_runs_the_operator_image` installs
+the chart with the image built here (`make image`, imported into the dev cluster's real node)
+and checks that the operator pod becomes Ready, stays up and serves metrics through its Service."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -71,7 +75,8 @@ def test_helm_lint_strict(helm, values):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("replicaCount=2", "replicaCount"),
+    ("replicaCount=9", "replicaCount"),
+    ("peering.lifetime=1", "lifetime"),
     ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
     ("metrics.port=0", "port"),
     ("nosuchvalue=1", "nosuchvalue"),
@@ -85,18 +90,32 @@ def test_cluster_wide_render(helm):
     docs = render(helm)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "ClusterRole",
-                            "Deployment", "Service"])
+                            "Deployment", "Service", "ClusterKopfPeering"])
     assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
     (dep,) = by_kind(docs, "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["dgm"]
-    assert c["args"] == ["run", "-A", "--liveness", "http://0.0.0.0:8080/healthz", "--metrics-port", "9090"]
+    assert c["args"] == ["run", "-A", "--liveness", "http://0.0.0.0:8080/healthz", "--readiness",
+                         "http://0.0.0.0:8081/readyz", "--peering", "dgm-operator", "--metrics-port", "9090"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readiness"}
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "dgm-operator"
     (svc,) = by_kind(docs, "Service")
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert not by_kind(docs, "ServiceMonitor")
     # CRDs come from crds/ (installed by helm install, shown with --include-crds)
     crds = by_kind(render(helm, "--include-crds"), "CustomResourceDefinition")
-    assert sorted(d["metadata"]["name"] for d in crds) == ["dgmagents.dgm.io", "improvementcandidates.dgm.io"]
+    assert sorted(d["metadata"]["name"] for d in crds) == ["clusterkopfpeerings.kopf.dev", "dgmagents.dgm.io",
+                                                           "improvementcandidates.dgm.io", "kopfpeerings.kopf.dev"]
+
+
+def test_two_replicas_peer_and_one_without_peering_is_refused(helm):
+    (dep,) = by_kind(render(helm, "--set", "replicaCount=2"), "Deployment")
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--peering" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    proc = run_helm(helm, "template", "x", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false",
+                    check=False)
+    assert proc.returncode != 0 and "needs peering.enabled" in proc.stderr
 
 
 def test_namespaced_render_uses_roles(helm):
@@ -117,6 +136,13 @@ def test_namespaced_render_uses_roles(helm):
     (dep,) = by_kind(docs, "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:5] == ["run", "-n", "team-a", "-n", "team-b"] and "-A" not in args
+    peerings = by_kind(docs, "KopfPeering")
+    assert sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in peerings) == [
+        ("team-a", "dgm-operator"), ("team-b", "dgm-operator")]
+    assert not by_kind(docs, "ClusterKopfPeering")
+    for role in roles:
+        assert {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "resourceNames": ["dgm-operator"],
+                "verbs": ["get", "patch"]} in role["rules"]
 
 
 def test_service_monitor(helm):
@@ -148,8 +174,8 @@ def test_manifests_equal_the_cluster_wide_chart_render(helm, cluster):
     assert ours == rendered
     built = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(MANIFESTS)).stdout) if d]
     kinds = sorted(d["kind"] for d in built)
-    assert kinds.count("CustomResourceDefinition") == 2 and "Namespace" in kinds
-    assert len(built) == len(ours) + 3
+    assert kinds.count("CustomResourceDefinition") == 4 and "Namespace" in kinds
+    assert len(built) == len(ours) + 5
     for d in built:
         if d["kind"] in ("Deployment", "Service", "ServiceAccount"):
             assert d["metadata"]["namespace"] == "dgm-system"
@@ -157,13 +183,22 @@ def test_manifests_equal_the_cluster_wide_chart_render(helm, cluster):
 
 # -- the install on a real API server ------------------------------------------------------
 def _apply_render(cluster, docs):
+    """The CRDs first (Established), then the rest: the peering objects are of a CRD's kind."""
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    if crds:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                        input=yaml.safe_dump_all(crds, sort_keys=False))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        *[f"crd/{d['metadata']['name']}" for d in crds])
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-                    input=yaml.safe_dump_all(docs, sort_keys=False))
+                    input=yaml.safe_dump_all(rest, sort_keys=False))
 
 
 def _delete_cluster_scoped(cluster, docs):
     for d in docs:
-        if d["kind"] in ("ClusterRole", "ClusterRoleBinding") and not d["metadata"]["name"].startswith("dgm-operator-"):
+        if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering") \
+                and not d["metadata"]["name"].startswith("dgm-operator-"):
             cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
 
 
@@ -236,6 +271,17 @@ def test_cluster_wide_install_grants_exactly_what_the_operator_needs(helm, clust
                 table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), True))
             for verb, res, *extra in OPERATOR_CANNOT:
                 table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), False))
+        # kopf peering: the release's own ClusterKopfPeering only (list/watch cannot be narrowed)
+        (peering,) = by_kind(docs, "ClusterKopfPeering")
+        mine = f"clusterkopfpeerings.kopf.dev/{peering['metadata']['name']}"
+        for verb, res, want in [("list", "clusterkopfpeerings.kopf.dev", True),
+                                ("watch", "clusterkopfpeerings.kopf.dev", True),
+                                ("get", mine, True), ("patch", mine, True),
+                                ("patch", "clusterkopfpeerings.kopf.dev/someone-else", False),
+                                ("get", "clusterkopfpeerings.kopf.dev/someone-else", False),
+                                ("delete", mine, False), ("create", "clusterkopfpeerings.kopf.dev", False),
+                                ("patch", f"kopfpeerings.kopf.dev/{peering['metadata']['name']}", False)]:
+            table.append((verb, res, "<cluster>", can_i(cluster, who, verb, res, None), want))
         for verb, res in [("list", "customresourcedefinitions.apiextensions.k8s.io"),
                           ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
                           ("list", "dgmagents.dgm.io")]:
@@ -277,7 +323,7 @@ def test_aggregated_roles_for_people(helm, cluster, namespace):
 
 def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, namespace):
     release = f"n{namespace[2:]}"
-    docs = render(helm, "--set", "replicaCount=0", "--set", f"watchNamespaces={{{namespace}}}",
+    docs = render(helm, "--include-crds", "--set", "replicaCount=0", "--set", f"watchNamespaces={{{namespace}}}",
                   release=release, namespace=namespace)
     _apply_render(cluster, docs)
     try:
@@ -292,5 +338,82 @@ def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, name
         assert can_i(cluster, who, "list", "namespaces", None)
         assert can_i(cluster, who, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
         assert not can_i(cluster, who, "list", "dgmagents.dgm.io", None, "--all-namespaces")
+        (peering,) = by_kind(docs, "KopfPeering")
+        mine = f"kopfpeerings.kopf.dev/{peering['metadata']['name']}"
+        assert can_i(cluster, who, "patch", mine, namespace) and can_i(cluster, who, "watch", "kopfpeerings.kopf.dev",
+                                                                         namespace)
+        assert not can_i(cluster, who, "patch", "kopfpeerings.kopf.dev/someone-else", namespace)
+        assert not can_i(cluster, who, "patch", mine, "default")
+        assert not can_i(cluster, who, "list", "clusterkopfpeerings.kopf.dev", None)
     finally:
         _delete_cluster_scoped(cluster, docs)
+
+
+def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
+    """The chart as shipped, with the locally built image, on containerd: UID 65532 has no
+    passwd entry from the runtime, so this is where kopf's getpwuid() crash showed."""
+    node = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    if not node or not node[0]["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://"):
+        pytest.skip("needs the dev cluster's real node (the image is imported there)")
+    release = f"i{namespace[2:]}"
+    env = dict(os.environ, KUBECONFIG=cluster.kubeconfig)
+    args = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
+            "--set", "image.repository=dgm-operator", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
+            "--set", f"watchNamespaces={{{namespace}}}", "--set", "liveness.initialDelaySeconds=2",
+            # the aggregated ClusterRoles are cluster-wide; another test applies them already
+            "--set", "rbac.aggregatedRoles=false",
+            "--wait", "--timeout", "120s"]
+    proc = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=180)
+    try:
+        assert proc.returncode == 0, f"helm install failed:\n{proc.stdout}\n{proc.stderr}\n" + \
+            cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout + \
+            cluster.kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/component=operator", "--tail=40",
+                            check=False).stdout
+
+        def pods():
+            return json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                              "app.kubernetes.io/component=operator", "-o", "json").stdout)["items"]
+
+        def ready():
+            items = pods()
+            return items and all(c["type"] != "Ready" or c["status"] == "True"
+                                 for c in items[0]["status"].get("conditions", [])) and \
+                items[0]["status"].get("phase") == "Running" and items[0]
+        pod = wait_for("the operator pod Ready", ready, timeout=120)
+        name = pod["metadata"]["name"]
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, status
+        assert status["imageID"], "the image came from the node's containerd"
+        # kopf started (its identity from POD_ID), and it keeps running
+        wait_for("kopf to start", lambda: "getpwuid" not in (log := cluster.kubectl(
+            "logs", name, "-n", namespace).stdout) and log.strip(), timeout=60)
+        # metrics through the Service, from another pod
+        svc = json.loads(cluster.kubectl("get", "service", f"{release}-dgm-operator-metrics", "-n", namespace,
+                                         "-o", "json", check=False).stdout or "{}")
+        if not svc:  # the release name may already contain the chart name
+            svc = json.loads(cluster.kubectl("get", "services", "-n", namespace, "-o", "json").stdout)["items"][0]
+        ip = svc["spec"]["clusterIP"]
+        scrape = textwrap.dedent(f"""
+            import time, urllib.request
+            for _ in range(60):
+                try:
+                    body = urllib.request.urlopen("http://{ip}:9090/metrics", timeout=2).read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            open("/dev/termination-log", "w").write("\\n".join(l for l in body.splitlines() if l.startswith("dgm_"))[:3000] or body[:3000])
+            """)
+        cluster.kubectl("run", "scrape", "-n", namespace, "--image=dgm-sample-agent:dev", "--image-pull-policy=Never",
+                        "--restart=Never", "--command", "--", "python3", "-c", scrape)
+
+        def scraped():
+            p = json.loads(cluster.kubectl("get", "pod", "scrape", "-n", namespace, "-o", "json").stdout)
+            st = (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
+            return st.get("terminated")
+        term = wait_for("the metrics scrape", scraped, timeout=90)
+        assert term["exitCode"] == 0 and "dgm_" in term.get("message", ""), term
+        pod = json.loads(cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout)
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        subprocess.run([helm, "uninstall", release, "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
+                        "--wait", "--timeout", "60s"], capture_output=True, text=True, env=env, timeout=120)

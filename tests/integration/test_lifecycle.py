@@ -79,7 +79,8 @@ def test_unsafe_candidate_is_rejected_with_findings_and_no_job(env, operator):
 
 
 def test_failing_evaluation_and_missing_metrics_end_failed(env, operator):
-    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, timeout=5))
+    # the deadline covers a real pod's start and its egress check (a few seconds on the real node)
+    env.apply(*toy_objects(env.ns, settings={"accuracy": 0.5}, timeout=15))
     env.wait_ready()
     env.apply(candidate(env.ns, "crashes", {"accuracy": 0.9, "exit": 3}),
               candidate(env.ns, "silent", {"accuracy": 0.9, "emit": False}),

@@ -69,11 +69,18 @@ def proposal_due(ctx: Context, view: AgentView) -> bool:
     requested = view.annotation(constants.ANNOTATION_PROPOSE)
     if requested and requested != view.status.handled_propose:
         return True
+    at = next_proposal_at(view)
+    return at is not None and ctx.clock() >= at
+
+
+def next_proposal_at(view: AgentView) -> float | None:
+    """When the improvement interval makes the next proposal due (seconds since the
+    epoch); None when the proposer cannot propose on its own."""
     proposer = view.agent.spec.proposer
     if proposer.type.value == "webhook" and proposer.webhook is None:
-        return False
+        return None
     last = parse_time(view.status.last_proposal_time) or parse_time(view.obj["metadata"].get("creationTimestamp"))
-    return last is None or ctx.clock() - last >= view.agent.spec.policy.improvement_interval_minutes * 60
+    return (last or 0.0) + view.agent.spec.policy.improvement_interval_minutes * 60
 
 
 @dataclass
