@@ -3,6 +3,7 @@ candidate the configured proposer drafts from it."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -62,6 +63,12 @@ def archive_trials(archive: Archive, candidates: list[Obj], root: Mapping[str, s
             if r.name in files and r.score is not None]
 
 
+def stable_seed(text: str) -> int:
+    """A seed from ``text`` that is the same in every process (``hash()`` of a str is
+    salted per process, so a restarted operator would not repeat its proposals)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
 def proposal_due(ctx: Context, view: AgentView) -> bool:
     """A new dgm.io/propose annotation value, or a whole improvement interval since the
     last proposal (the first one comes one interval after the agent was created, so
@@ -105,7 +112,7 @@ class Origin:
 def select_origin(ctx: Context, view: AgentView) -> Origin:
     namespace, name, agent = view.namespace, view.name, view.agent
     number = (view.status.proposals or 0) + 1
-    seed = (agent.spec.proposer.seed if agent.spec.proposer.seed is not None else hash(view.obj["metadata"]["uid"])) + number
+    seed = (agent.spec.proposer.seed if agent.spec.proposer.seed is not None else stable_seed(view.obj["metadata"]["uid"])) + number
     rng = random.Random(seed)
     archive = archive_of(view.candidates)
     method = agent.spec.archive.parent_selection.value
