@@ -80,7 +80,9 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _running_real_node(state_dir: Path) -> str | None:
-    """The state directory of another dev cluster whose real node runs on this machine."""
+    """Why another real node is in the way on this machine (None when nothing is): a running
+    one, or one that was never brought down (its state directory still records it)."""
+    stale = []
     for marker in Path("/run").glob("dgm-dev-*/state-dir"):
         try:
             other = Path(marker.read_text().strip())
@@ -92,9 +94,15 @@ def _running_real_node(state_dir: Path) -> str | None:
         for name in ("containerd", "kubelet", "kube-apiserver"):
             pid = rec.get("pids", {}).get(name)
             if pid and procs.is_alive(pid) and str(other) in procs.cmdline(pid):
-                return str(other)
+                return (f"another dev cluster with a real node runs in {other} (one per machine: the bridge and "
+                        f"the firewall are global); stop it with `dgm dev-cluster down --state-dir {other}`")
+        stale.append(str(other))
+    if stale:
+        return (f"a dev cluster with a real node was not brought down in {stale[0]}; clean up with "
+                f"`dgm dev-cluster down --state-dir {stale[0]}`")
     if realnode.BRIDGE in hoststate.interfaces():
-        return f"(unknown: the bridge {realnode.BRIDGE} exists; `ip link delete {realnode.BRIDGE}` if nothing uses it)"
+        return (f"the bridge {realnode.BRIDGE} exists (a real node without its state directory?); "
+                f"`ip link delete {realnode.BRIDGE}` if nothing uses it")
     return None
 
 
@@ -199,11 +207,9 @@ class DevCluster:
             try:
                 realnode.ensure_host_deps(self._log)
                 realnode.check_binaries(self.bin_dir)
-                other = _running_real_node(self.state_dir)
-                if other:
-                    raise DevClusterError(None, f"another dev cluster with a real node runs in {other} (one per "
-                                                f"machine: the bridge and the firewall are global); stop it with "
-                                                f"`dgm dev-cluster down --state-dir {other}`")
+                in_the_way = _running_real_node(self.state_dir)
+                if in_the_way:
+                    raise DevClusterError("node", in_the_way)
                 images = realnode.find_images(log=self._log)
             except realnode.NodeSetupError as e:
                 raise DevClusterError(e.component, str(e)) from e
