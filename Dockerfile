@@ -82,6 +82,6 @@ CMD ["dgm", "grade", "--help"]
 FROM runtime AS operator
 LABEL org.opencontainers.image.title="dgm-operator" \
       org.opencontainers.image.description="Kubernetes operator running a Darwin Goedel Machine style self-improvement loop for AI agents"
-# 8080: liveness (/healthz), 9090: Prometheus metrics (--metrics-port)
-EXPOSE 8080 9090
+# 8080: liveness (/healthz), 8081: readiness (/readyz, the replica that acts), 9090: Prometheus metrics
+EXPOSE 8080 8081 9090
 ENTRYPOINT ["dgm", "run"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates manifests/{serviceaccount,rbac,deployment,service}.yaml from the Helm chart's
+# Regenerates manifests/{serviceaccount,rbac,deployment,service,peering}.yaml from the Helm chart's
 # default (cluster-wide) render, release "dgm-operator" in namespace "dgm-system", without
 # Helm's own labels. tests/integration/test_chart.py fails when manifests/ drifts from it.
 # Also refreshes the CRD copies (hack/sync-chart-crds.sh).
@@ -14,7 +14,7 @@ import sys, yaml
 from pathlib import Path
 out = Path(sys.argv[1])
 files = {"ServiceAccount": "serviceaccount.yaml", "ClusterRole": "rbac.yaml", "ClusterRoleBinding": "rbac.yaml",
-         "Deployment": "deployment.yaml", "Service": "service.yaml"}
+         "Deployment": "deployment.yaml", "Service": "service.yaml", "ClusterKopfPeering": "peering.yaml"}
 drop = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 def strip(o):
     if isinstance(o, dict):

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 DEV_COMMANDS: dict[str, str] = {
     "dev-cluster": "start, stop or inspect the local dev cluster",
     "demo": "the quickstart agent improving itself on a dev cluster",
-    "bench": "benchmarks: search (engine), lifecycle (latency), scale (memory, requests, lag)",
+    "bench": "benchmarks: search (engine), lifecycle (latency), scale (memory, requests, lag), failover",
     "llm-standin": "a stand-in OpenAI-compatible server (scripted replies, not a model) for tests",
 }
 

@@ -111,7 +111,8 @@ def crds(cluster):
     too, e.g. through the Helm chart) and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io")
+                    "crd/dgmagents.dgm.io", "crd/improvementcandidates.dgm.io",
+                    "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev")
     return cluster
 
 

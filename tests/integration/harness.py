@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from polling import wait_for
@@ -75,23 +77,42 @@ class Env:
 
 
 class Operator:
-    """`dgm run` as a subprocess watching one namespace; kill() is SIGKILL."""
+    """`dgm run` as a subprocess watching one namespace; kill() is SIGKILL. With ``peering``
+    it is one replica of several (kopf peering through the KopfPeering of that name)."""
 
-    def __init__(self, cluster, namespace, log_path):
-        self.cluster, self.ns, self.log_path = cluster, namespace, log_path
+    def __init__(self, cluster, namespace, log_path, *, peering: str | None = None):
+        self.cluster, self.ns, self.log_path, self.peering = cluster, namespace, log_path, peering
         self.proc = None
         self.start_env: dict[str, str] = {}
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.metrics_port = sock.getsockname()[1]
+        self.metrics_port, self.readiness_port = free_port(), free_port()
 
     def start(self):
-        env = dict(self.cluster.env, DGM_AGENT_TIMER_SECONDS="2", **self.start_env)
+        # agents' status follows their candidates within 1 s (5 s by default): quicker tests
+        env = dict(self.cluster.env, DGM_POKE_SECONDS="1", **self.start_env)
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", "",
-                                      "--metrics-port", str(self.metrics_port)],
-                                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        args = [sys.executable, "-m", "dgm_operator.cli", "run", "-n", self.ns, "--liveness", "",
+                "--metrics-port", str(self.metrics_port),
+                "--readiness", f"http://127.0.0.1:{self.readiness_port}/readyz"]
+        if self.peering:
+            args += ["--peering", self.peering]
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
+
+    def readiness(self) -> dict | None:
+        """The readiness answer ({"ready": ..., "role": ...}), None while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.readiness_port}/readyz", timeout=2) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # 503: alive, not the replica that acts
+            return json.loads(exc.read())
+        except OSError:
+            return None
+
+    def writes(self) -> float:
+        """The API writes it sent so far (dgm_api_writes_total)."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("dgm_api_writes_total{"))
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -102,6 +123,12 @@ class Operator:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

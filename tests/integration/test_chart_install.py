@@ -75,7 +75,8 @@ def test_helm_lint_strict(helm, values):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("replicaCount=2", "replicaCount"),
+    ("replicaCount=9", "replicaCount"),
+    ("peering.lifetime=1", "lifetime"),
     ("watchNamespaces={Not_A_Namespace}", "watchNamespaces"),
     ("metrics.port=0", "port"),
     ("nosuchvalue=1", "nosuchvalue"),
@@ -89,18 +90,32 @@ def test_cluster_wide_render(helm):
     docs = render(helm)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole", "ClusterRole",
-                            "Deployment", "Service"])
+                            "Deployment", "Service", "ClusterKopfPeering"])
     assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
     (dep,) = by_kind(docs, "Deployment")
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["dgm"]
-    assert c["args"] == ["run", "-A", "--liveness", "http://0.0.0.0:8080/healthz", "--metrics-port", "9090"]
+    assert c["args"] == ["run", "-A", "--liveness", "http://0.0.0.0:8080/healthz", "--readiness",
+                         "http://0.0.0.0:8081/readyz", "--peering", "dgm-operator", "--metrics-port", "9090"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readiness"}
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "dgm-operator"
     (svc,) = by_kind(docs, "Service")
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert not by_kind(docs, "ServiceMonitor")
     # CRDs come from crds/ (installed by helm install, shown with --include-crds)
     crds = by_kind(render(helm, "--include-crds"), "CustomResourceDefinition")
-    assert sorted(d["metadata"]["name"] for d in crds) == ["dgmagents.dgm.io", "improvementcandidates.dgm.io"]
+    assert sorted(d["metadata"]["name"] for d in crds) == ["clusterkopfpeerings.kopf.dev", "dgmagents.dgm.io",
+                                                           "improvementcandidates.dgm.io", "kopfpeerings.kopf.dev"]
+
+
+def test_two_replicas_peer_and_one_without_peering_is_refused(helm):
+    (dep,) = by_kind(render(helm, "--set", "replicaCount=2"), "Deployment")
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--peering" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    proc = run_helm(helm, "template", "x", str(CHART), "--set", "replicaCount=2", "--set", "peering.enabled=false",
+                    check=False)
+    assert proc.returncode != 0 and "needs peering.enabled" in proc.stderr
 
 
 def test_namespaced_render_uses_roles(helm):
@@ -121,6 +136,13 @@ def test_namespaced_render_uses_roles(helm):
     (dep,) = by_kind(docs, "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:5] == ["run", "-n", "team-a", "-n", "team-b"] and "-A" not in args
+    peerings = by_kind(docs, "KopfPeering")
+    assert sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in peerings) == [
+        ("team-a", "dgm-operator"), ("team-b", "dgm-operator")]
+    assert not by_kind(docs, "ClusterKopfPeering")
+    for role in roles:
+        assert {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "resourceNames": ["dgm-operator"],
+                "verbs": ["get", "patch"]} in role["rules"]
 
 
 def test_service_monitor(helm):
@@ -152,8 +174,8 @@ def test_manifests_equal_the_cluster_wide_chart_render(helm, cluster):
     assert ours == rendered
     built = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(MANIFESTS)).stdout) if d]
     kinds = sorted(d["kind"] for d in built)
-    assert kinds.count("CustomResourceDefinition") == 2 and "Namespace" in kinds
-    assert len(built) == len(ours) + 3
+    assert kinds.count("CustomResourceDefinition") == 4 and "Namespace" in kinds
+    assert len(built) == len(ours) + 5
     for d in built:
         if d["kind"] in ("Deployment", "Service", "ServiceAccount"):
             assert d["metadata"]["namespace"] == "dgm-system"
@@ -161,13 +183,22 @@ def test_manifests_equal_the_cluster_wide_chart_render(helm, cluster):
 
 # -- the install on a real API server ------------------------------------------------------
 def _apply_render(cluster, docs):
+    """The CRDs first (Established), then the rest: the peering objects are of a CRD's kind."""
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    if crds:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                        input=yaml.safe_dump_all(crds, sort_keys=False))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        *[f"crd/{d['metadata']['name']}" for d in crds])
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-                    input=yaml.safe_dump_all(docs, sort_keys=False))
+                    input=yaml.safe_dump_all(rest, sort_keys=False))
 
 
 def _delete_cluster_scoped(cluster, docs):
     for d in docs:
-        if d["kind"] in ("ClusterRole", "ClusterRoleBinding") and not d["metadata"]["name"].startswith("dgm-operator-"):
+        if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering") \
+                and not d["metadata"]["name"].startswith("dgm-operator-"):
             cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
 
 
@@ -240,6 +271,17 @@ def test_cluster_wide_install_grants_exactly_what_the_operator_needs(helm, clust
                 table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), True))
             for verb, res, *extra in OPERATOR_CANNOT:
                 table.append((verb, res, *extra, ns, can_i(cluster, who, verb, res, ns, *extra), False))
+        # kopf peering: the release's own ClusterKopfPeering only (list/watch cannot be narrowed)
+        (peering,) = by_kind(docs, "ClusterKopfPeering")
+        mine = f"clusterkopfpeerings.kopf.dev/{peering['metadata']['name']}"
+        for verb, res, want in [("list", "clusterkopfpeerings.kopf.dev", True),
+                                ("watch", "clusterkopfpeerings.kopf.dev", True),
+                                ("get", mine, True), ("patch", mine, True),
+                                ("patch", "clusterkopfpeerings.kopf.dev/someone-else", False),
+                                ("get", "clusterkopfpeerings.kopf.dev/someone-else", False),
+                                ("delete", mine, False), ("create", "clusterkopfpeerings.kopf.dev", False),
+                                ("patch", f"kopfpeerings.kopf.dev/{peering['metadata']['name']}", False)]:
+            table.append((verb, res, "<cluster>", can_i(cluster, who, verb, res, None), want))
         for verb, res in [("list", "customresourcedefinitions.apiextensions.k8s.io"),
                           ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
                           ("list", "dgmagents.dgm.io")]:
@@ -281,7 +323,7 @@ def test_aggregated_roles_for_people(helm, cluster, namespace):
 
 def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, namespace):
     release = f"n{namespace[2:]}"
-    docs = render(helm, "--set", "replicaCount=0", "--set", f"watchNamespaces={{{namespace}}}",
+    docs = render(helm, "--include-crds", "--set", "replicaCount=0", "--set", f"watchNamespaces={{{namespace}}}",
                   release=release, namespace=namespace)
     _apply_render(cluster, docs)
     try:
@@ -296,6 +338,13 @@ def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, name
         assert can_i(cluster, who, "list", "namespaces", None)
         assert can_i(cluster, who, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
         assert not can_i(cluster, who, "list", "dgmagents.dgm.io", None, "--all-namespaces")
+        (peering,) = by_kind(docs, "KopfPeering")
+        mine = f"kopfpeerings.kopf.dev/{peering['metadata']['name']}"
+        assert can_i(cluster, who, "patch", mine, namespace) and can_i(cluster, who, "watch", "kopfpeerings.kopf.dev",
+                                                                         namespace)
+        assert not can_i(cluster, who, "patch", "kopfpeerings.kopf.dev/someone-else", namespace)
+        assert not can_i(cluster, who, "patch", mine, "default")
+        assert not can_i(cluster, who, "list", "clusterkopfpeerings.kopf.dev", None)
     finally:
         _delete_cluster_scoped(cluster, docs)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dgm_operator.api import constants
-from dgm_operator.controller.kubeapi import ContainerEnd
+from dgm_operator.controller.kubeapi import Conflict, ContainerEnd, NotFound
 
 KINDS = {"DGMAgent": "agent", "ImprovementCandidate": "candidate", "ConfigMap": "configmap",
          "Deployment": "deployment", "Job": "job", "NetworkPolicy": "networkpolicy"}
@@ -45,6 +45,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[Write] = []
+        self.reads: list[tuple[str, str, str]] = []  # (verb, kind, name) of every read
         self.events: list[tuple[str, str, str, bool]] = []  # (object name, reason, message, warning)
         self.pods: dict[str, dict[str, ContainerEnd]] = {}  # Job name -> its pod's containers
         self.container_logs: dict[tuple[str, str], str] = {}  # (job, container) -> log
@@ -66,6 +67,10 @@ class FakeKube:
     def obj(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
+
+    def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(("get", kind, name))
+        return self.obj(kind, namespace, name)
 
     def finish_job(self, namespace: str, name: str, *, succeeded: bool = True, reason: str = "",
                    message: str | None = None, exit_code: int | None = 0, container_reason: str = "",
@@ -101,17 +106,18 @@ class FakeKube:
 
     # -- KubeAPI --------------------------------------------------------------------------
     def get_agent(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("agent", namespace, name)
+        return self._get("agent", namespace, name)
 
     def get_candidate(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("candidate", namespace, name)
+        return self._get("candidate", namespace, name)
 
     def list_candidates(self, namespace: str, agent: str) -> list[dict[str, Any]]:
+        self.reads.append(("list", "candidate", agent))
         return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
                 if kind == "candidate" and ns == namespace
                 and (o["metadata"].get("labels") or {}).get(constants.LABEL_AGENT) == agent]
 
-    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
+    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.create({**body, "metadata": {**body["metadata"], "namespace": namespace}})
 
     def delete_candidate(self, namespace: str, name: str) -> None:
@@ -122,35 +128,42 @@ class FakeKube:
         meta = obj["metadata"]
         key = (KINDS[obj["kind"]], meta["namespace"], meta["name"])
         self.writes.append(Write(verb, obj["kind"], meta["name"], copy.deepcopy(body)))
-        stored = self.objects[key]  # KeyError: patching an object that does not exist
+        if key not in self.objects:
+            raise NotFound(f"{obj['kind']} {meta['namespace']}/{meta['name']}")
+        stored = self.objects[key]
         updated = merge_patch(stored, body)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         self.objects[key] = updated
         return copy.deepcopy(updated)
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *,
+                     precondition: bool = False) -> dict[str, Any]:
+        meta = obj["metadata"]
+        stored = self.objects.get((KINDS[obj["kind"]], meta["namespace"], meta["name"]))
+        if precondition and stored is not None and stored["metadata"]["resourceVersion"] != meta.get("resourceVersion"):
+            self.writes.append(Write("patch-status", obj["kind"], meta["name"], {"status": dict(status)}))
+            raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed since it was read")
         return self._patch(obj, "patch-status", {"status": dict(status)})
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
         return self._patch(obj, "patch", {"metadata": dict(metadata)})
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("configmap", namespace, name)
+        return self._get("configmap", namespace, name)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("deployment", namespace, name)
+        return self._get("deployment", namespace, name)
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.obj("job", namespace, name)
+        return self._get("job", namespace, name)
 
-    def create(self, body: Mapping[str, Any]) -> bool:
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         meta = body["metadata"]
         key = (KINDS[body["kind"]], meta["namespace"], meta["name"])
         self.writes.append(Write("create", body["kind"], meta["name"], copy.deepcopy(dict(body))))
         if key in self.objects:
-            return False
-        self.add(body)
-        return True
+            return None
+        return self.add(body)
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
@@ -172,6 +185,7 @@ class FakeKube:
         return copy.deepcopy(stored)
 
     def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        self.reads.append(("list", "pod", job_name))
         return dict(self.pods.get(job_name, {}))
 
     def ping(self) -> None:

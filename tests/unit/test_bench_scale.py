@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import random
 
@@ -83,22 +82,34 @@ def test_rss_summary_growth_and_steady_state():
     assert bs.rss_summary([(0.0, 50.0)])["growth_mib_per_min"] == 0.0
 
 
-def test_timer_runs_and_throughput():
-    lines = [
-        "2026-01-01 12:00:00,000 INFO kopf.objects: Timer 'agent_timer' succeeded.",
-        "2026-01-01 12:00:01,500 INFO kopf.objects: Timer 'candidate_timer' succeeded.",
-        "2026-01-01 12:00:02,000 ERROR kopf.objects: Timer 'agent_timer' failed with an exception. Will retry.",
-        "2026-01-01 12:00:03,000 INFO kopf.objects: Handler 'agent_event' succeeded.",
-        "garbage",
-    ]
-    runs = bs.timer_runs(lines)
-    t0 = dt.datetime(2026, 1, 1, 12, 0, 0).timestamp()
-    assert runs == [t0, t0 + 2.0]
-    assert bs.timer_runs(lines, "candidate_timer") == [t0 + 1.5]
-    th = bs.timer_throughput([t0 + i * 0.25 for i in range(40)], objects=4, interval=5.0, since=t0, until=t0 + 10)
-    assert th["runs"] == 40 and th["runs_per_s"] == 4.0 and th["due_per_s"] == 0.8 and th["ratio"] == 5.0
-    assert th["mean_round_seconds"] == 1.0
-    assert bs.timer_throughput([], 4, 5.0, t0, t0 + 10)["ratio"] == 0.0
+def test_histogram_quantile_and_the_schedule_pace():
+    text = "\n".join([
+        'dgm_agent_pass_lag_seconds_bucket{le="0.1",trigger="resync"} 50.0',
+        'dgm_agent_pass_lag_seconds_bucket{le="1.0",trigger="resync"} 90.0',
+        'dgm_agent_pass_lag_seconds_bucket{le="+Inf",trigger="resync"} 100.0',
+        'dgm_agent_pass_lag_seconds_bucket{le="0.1",trigger="poke"} 7.0',
+        'dgm_agent_pass_lag_seconds_count{trigger="resync"} 100.0',
+    ])
+    buckets = bs.parse_histogram(text, "dgm_agent_pass_lag_seconds", {"trigger": "resync"})
+    assert buckets == {0.1: 50.0, 1.0: 90.0, float("inf"): 100.0}
+    assert bs.histogram_quantile(buckets, 0.5) == pytest.approx(0.1)
+    assert bs.histogram_quantile(buckets, 0.7) == pytest.approx(0.55)
+    assert bs.histogram_quantile(buckets, 0.95) == 1.0  # in the +Inf bucket: its lower bound
+    assert bs.histogram_quantile({}, 0.5) is None
+    pace = bs.schedule_pace({"resync": 60.0, "event": 3.0}, agents=100, resync=300.0, seconds=180.0, lag_buckets=buckets)
+    assert pace["resync_per_s"] == pytest.approx(0.333, abs=1e-3) and pace["resync_due_per_s"] == pytest.approx(0.333, abs=1e-3)
+    assert pace["ratio"] == pytest.approx(1.0, abs=0.01) and pace["passes"] == {"event": 3, "resync": 60}
+    assert bs.schedule_pace({}, 0, 300.0, 10.0, {})["ratio"] is None
+
+
+def test_seeded_baselines_are_what_the_operator_writes():
+    from dgm_operator.api import models as api
+    status = bs.seeded_status("agent-001", "toy:1")
+    parsed = api.DGMAgentStatus.model_validate(status)
+    assert parsed.current_revision == 1 and parsed.revisions[0].snapshot == "agent-001-rev-1"
+    assert parsed.baseline.revision == 1 and parsed.baseline.metrics[0].value == bs.BASELINE_ACCURACY
+    cm = bs.snapshot_configmap("ns", "agent-001", {"settings.json": "{}"})
+    assert cm["metadata"]["name"] == "agent-001-rev-1" and cm["metadata"]["labels"][bs.LABEL_AGENT] == "agent-001"
 
 
 def test_parse_prometheus_groups_and_diffs():

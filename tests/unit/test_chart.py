@@ -20,7 +20,7 @@ MANIFESTS = ROOT / "manifests"
 # -- CRDs: the chart and manifests/ ship byte-for-byte copies of crds/ ----------------------
 @pytest.mark.parametrize("copy_dir", ["charts/dgm-operator/crds", "manifests/crds"])
 def test_crd_copies_equal_crds(copy_dir):
-    src = sorted(p.name for p in (ROOT / "crds").glob("*.dgm.io.yaml"))
+    src = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
     dst = sorted(p.name for p in (ROOT / copy_dir).glob("*.yaml"))
     assert src, "crds/ has no CRDs"
     assert dst == src, f"{copy_dir}/ lists other files than crds/; run hack/sync-chart-crds.sh"
@@ -144,7 +144,9 @@ def test_values_yaml_validates_against_the_schema(schema, values):
 
 
 @pytest.mark.parametrize("patch, fragment", [
-    ({"replicaCount": 2}, "> 1"),
+    ({"replicaCount": 6}, "> 5"),
+    ({"peering": {"enabled": True, "lifetime": 2}}, "< 5"),
+    ({"readiness": {}}, "missing required 'port'"),
     ({"watchNamespaces": ["Bad_NS"]}, "does not match"),
     ({"watchNamespaces": ["a", "a"]}, "not unique"),
     ({"metrics": {"port": 0}}, "< 1"),
@@ -218,11 +220,20 @@ def test_no_wildcards_secrets_or_privilege_verbs():
         assert not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
 
 
+# kopf peering (cluster-wide): list and watch the ClusterKopfPeerings, read and keep alive
+# only the release's own.
+PEERING_RULES = [
+    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "resourceNames": ["dgm-operator"],
+     "verbs": ["get", "patch"]},
+]
+
+
 def test_manifests_rbac_equals_the_chart_cluster_wide_rules():
     docs = manifest_docs()
     roles = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "dgm-operator"]
     assert len(roles) == 1
-    expected = chart_rules("dgm-operator.namespacedRules") + chart_rules("dgm-operator.crdRules")
+    expected = chart_rules("dgm-operator.namespacedRules") + chart_rules("dgm-operator.crdRules") + PEERING_RULES
     assert roles[0]["rules"] == expected
     assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
@@ -253,7 +264,22 @@ def test_manifests_deployment_is_restricted_and_cluster_wide():
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"liveness": 8080, "metrics": 9090}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readiness"}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"liveness": 8080, "readiness": 8081, "metrics": 9090}
+    args = c["args"]
+    assert args[args.index("--peering") + 1] == "dgm-operator"
+    assert args[args.index("--readiness") + 1] == "http://0.0.0.0:8081/readyz"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_manifests_create_the_peering_object_the_operator_names():
+    docs = manifest_docs()
+    (peering,) = [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    assert peering["apiVersion"] == "kopf.dev/v1" and peering["metadata"]["name"] == "dgm-operator"
+    crds = [d for d in yaml.safe_load_all((MANIFESTS / "crds" / "peering.kopf.dev.yaml").read_text()) if d]
+    assert {(c["spec"]["names"]["kind"], c["spec"]["scope"]) for c in crds} == {
+        ("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")}
 
 
 # -- Dockerfile ------------------------------------------------------------------------------
@@ -269,7 +295,7 @@ def test_dockerfile_runs_non_root_with_the_operator_entrypoint():
     assert "dgm:x:65532:65532:" in runtime, "a passwd entry: kopf asks for the user name (getpwuid)"
     assert "import dgm_operator.controller.handlers" in runtime, "the build check imports the runtime modules"
     assert '\nENTRYPOINT ["dgm", "run"]' in final
-    assert re.search(r"^EXPOSE 8080 9090$", final, re.M)
+    assert re.search(r"^EXPOSE 8080 8081 9090$", final, re.M)
     assert "sample-qa.yaml" in by_stage["grader"] and "sample-qa" not in by_stage["sample-agent"], \
         "the task suite's answers are in the grader's image only"
     for stage in ("runtime", "sample-agent", "grader", "operator"):

@@ -608,3 +608,86 @@ def test_code_waits_for_approval_unless_auto_apply_code():
     w2.run()
     w2.evaluate()
     assert w2.status("c1")["phase"] == "Applied"
+
+
+# ------------------------------------------------------------------ search: duplicates, rank promotion, Optuna
+def test_a_duplicate_proposal_is_decided_linked_and_never_evaluated():
+    w = World(maxConcurrentCandidates=3).ready()
+    w.candidate("c1")
+    w.run("c1")
+    assert w.status("c1")["filesDigest"].startswith("sha256:")
+    w.candidate("c2")  # the same changes on the same parent: the same merged file set
+    w.run("c2")
+    st = w.status("c2")
+    assert (st["phase"], st["reason"], st["duplicateOf"]) == ("Rejected", "DuplicateCandidate", "c1")
+    assert "c1" in st["message"] and w.condition("c2", "Evaluated")["status"] == "False"
+    assert w.kube.get_job(NS, names.evaluation_job("c2", "full")) is None
+    # changes that change nothing duplicate the current revision
+    w.candidate("c3", changes={"settings.json": GOOD})
+    w.run("c3")
+    assert (w.status("c3")["reason"], w.status("c3").get("duplicateOf")) == ("DuplicateCandidate", None)
+    assert "current revision" in w.status("c3")["message"]
+    # a different image is a different agent: not a duplicate
+    w.candidate("c4", image="toy:2")
+    w.run("c4")
+    assert w.status("c4")["reason"] != "DuplicateCandidate"
+
+
+def test_a_failed_original_does_not_block_a_retry():
+    w = World(maxConcurrentCandidates=3).ready()
+    w.candidate("c1")
+    w.run("c1")
+    w.evaluate("c1", succeeded=False, reason="BackoffLimitExceeded", exit_code=1, message="boom")
+    assert w.status("c1")["phase"] == "Failed"
+    w.candidate("c2")
+    w.run("c2")
+    assert w.status("c2")["phase"] == "Testing"
+
+
+RANK_STAGES = [{"name": "quick", "args": ["--quick"]}, {"name": "full"}]
+
+
+def test_rank_promotion_runs_the_full_stage_for_the_top_children_only():
+    w = World(stages=RANK_STAGES, maxConcurrentCandidates=5).ready(accuracy=0.5)
+    spec = w.kube.objects[("agent", NS, "toy")]["spec"]["evaluation"]
+    spec["promotion"], spec["eta"] = "rank", 2.0
+    for name, acc in (("c1", 0.7), ("c2", 0.6), ("c3", 0.8)):
+        w.candidate(name, changes={"settings.json": json.dumps({"accuracy": acc})})
+        w.run(name)
+        w.evaluate(name, accuracy=acc)
+    assert w.status("c1")["reason"] == "StagePassed"  # alone at its stage: promoted
+    st = w.status("c2")  # below c1: outside the top 1 of 2
+    assert (st["phase"], st["reason"]) == ("Rejected", "StageNotPromoted") and "rank 2 of 2" in st["message"]
+    assert w.kube.get_job(NS, names.evaluation_job("c2", "full")) is None
+    assert w.status("c3")["reason"] == "StagePassed"  # best of three: top 2 of 3
+    # a child is compared with its parent on the same stage: c1's child gaining little is not promoted
+    w.candidate("k1", parent="c1", changes={"settings.json": json.dumps({"accuracy": 0.72})})
+    w.run("k1")
+    w.evaluate("k1", accuracy=0.72)
+    assert w.status("k1")["reason"] == "StageNotPromoted"
+
+
+def test_the_parameters_proposer_samples_with_optuna_from_the_archive():
+    w = World().ready()
+    w.kube.objects[("agent", NS, "toy")]["metadata"]["annotations"] = {constants.ANNOTATION_PROPOSE: "now"}
+    w.rec.reconcile_agent(NS, "toy")
+    made = w.kube.get_candidate(NS, "toy-g1")
+    assert made["spec"]["description"].startswith("tpe sample:")
+
+
+def test_archive_trials_replay_every_lineage():
+    from dgm_operator.controller.proposals import archive_of, archive_trials, merged_files
+    from dgm_operator.engine.types import SearchParam
+
+    def cand(name, parent, value, score):
+        return {"metadata": {"name": name, "creationTimestamp": f"2026-01-01T00:00:0{name[-1]}Z"},
+                "spec": {"parent": parent, "changes": {} if value is None else {"s.json": json.dumps({"a": value})}},
+                "status": {"phase": "Rejected", "reason": "InsufficientImprovement",
+                           "validation": {"improvementScore": score}}}
+    root = {"s.json": json.dumps({"a": 0.1}), "other.txt": "x"}
+    cands = [cand("c1", None, 0.5, 0.2), cand("c2", "c1", None, 0.1), cand("c3", "c2", 0.9, 0.4)]
+    files = merged_files(cands, root)
+    assert json.loads(files["c2"]["s.json"]) == {"a": 0.5} and files["c3"]["other.txt"] == "x"
+    space = [SearchParam("s.json", "a", "float", 0.0, 1.0)]
+    trials = archive_trials(archive_of(cands), cands, root, space)
+    assert sorted((t[0]["s.json:a"], t[1]) for t in trials) == [(0.1, 0.0), (0.5, 0.1), (0.5, 0.2), (0.9, 0.4)]

@@ -91,3 +91,17 @@ Used by the ClusterRole (cluster-wide mode) and by each Role (namespaced mode).
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
 {{- end }}
+
+{{/*
+kopf peering (with peering.enabled): list and watch the peering objects of one kind, and
+read and patch (the keep-alive) only the release's own. Context: dict "plural" "name".
+*/}}
+{{- define "dgm-operator.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .plural | quote }}]
+  verbs: ["list", "watch"]
+- apiGroups: ["kopf.dev"]
+  resources: [{{ .plural | quote }}]
+  resourceNames: [{{ .name | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}

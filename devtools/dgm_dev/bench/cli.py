@@ -1,4 +1,4 @@
-"""`dgm bench search|lifecycle|scale|safety|llm-cost ...`."""
+"""`dgm bench search|lifecycle|scale|failover|safety|llm-cost ...`."""
 
 from __future__ import annotations
 
@@ -16,5 +16,8 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["safety"]:
         from .safety import main as safety_main
         return safety_main(argv[1:])
+    if argv[:1] == ["failover"]:
+        from .failover import main as failover_main
+        return failover_main(argv[1:])
     from .search import main as search_main
     return search_main(argv)

@@ -9,20 +9,28 @@ $KUBECONFIG with --existing) and measures it:
   would swamp a small machine and add nothing the operator looks at), a large
   ``improvementIntervalMinutes`` (no proposals on their own) and ``archive.maxCandidates``
   above the per-agent count (nothing is pruned). Each agent's baseline is one short toy
-  evaluation Job (``toy_agent.TOY_BENCH``), run by the operator once it starts.
+  evaluation Job (``toy_agent.TOY_BENCH``), run by the operator once it starts; or, with
+  ``--baselines seed`` (the default above 100 agents: a thousand baseline Jobs do not fit a
+  2-core machine), it is SEEDED: the revision-1 snapshot and a measured baseline are written
+  into the agent's status before the operator starts, as a previous run of the operator
+  would have left them, and the output says so.
 * M ImprovementCandidates spread over the agents, created *before* the operator starts and
   set through the status subresource to a terminal phase (Rejected/InsufficientImprovement
   with a score, some Failed), so the operator's first look sees them finished and no
   evaluation Job runs for them.
 
-Then it starts `dgm run` as a subprocess, waits for the initial listing (every agent
-measured its baseline and counts its whole archive), and over a measurement window
-samples the operator's RSS (VmRSS of the process and its children, /proc) and CPU time,
-plus the API server's request counters (what the steady state costs the API server).
-"Without lag" is measured under that load, watch-observed on one monotonic clock:
-candidate created -> its Job created, Job finished -> terminal phase (as
-`dgm bench lifecycle`), `dgm.io/propose` annotation -> the operator's new candidate, and
-the spacing of the agents' timer runs from the operator log.
+Before the operator starts, a short background window counts what the API server serves
+without it. Then it starts `dgm run` as a subprocess, waits for the initial listing (every
+agent has its baseline and counts its whole archive), and over a measurement window at
+rest samples the operator's RSS (VmRSS of the process and its children, /proc) and CPU
+time, the API server's request counters (all clients, and those on the resources the
+operator uses, against the background window), and the operator's own read and write
+counters. "Without lag" is measured under that load, watch-observed on one monotonic
+clock: candidate created -> its Job created, Job finished -> terminal phase (as
+`dgm bench lifecycle`), `dgm.io/propose` annotation -> the operator's new candidate; and the
+agents' schedule keeping pace: the resync passes it started in the window against the
+agents' due rate (agents / resync period), and how late they started
+(`dgm_agent_pass_lag_seconds`).
 
 A benchmark, not a test: nothing here asserts a number.
 """
@@ -55,6 +63,10 @@ from ..toy_agent import toy_objects
 
 LABEL_BENCH = f"{GROUP}/bench"
 BASELINE_ACCURACY = 0.5
+SEED_ABOVE = 100  # agents: above this many, --baselines auto seeds them
+# what the operator reads and writes (the API server's counters of these, at rest, are mostly its own)
+OPERATOR_RESOURCES = {"dgmagents", "improvementcandidates", "jobs", "configmaps", "deployments", "pods", "events",
+                      "networkpolicies", "kopfpeerings", "clusterkopfpeerings"}
 
 
 # ================================================================ pure helpers
@@ -128,6 +140,26 @@ def finished_candidate(namespace: str, agent: str, index: int, rng: random.Rando
     return body, status
 
 
+def seeded_status(agent: str, image: str, accuracy: float = BASELINE_ACCURACY,
+                  when: str = "2025-01-01T00:00:00Z") -> dict:
+    """The status a previous run of the operator leaves on a ready agent: revision 1 (its
+    snapshot ConfigMap is created alongside) and the baseline of revision 1, measured."""
+    metrics = [{"name": "accuracy", "value": accuracy, "timestamp": when}]
+    return {"revisions": [{"revision": 1, "snapshot": f"{agent}-rev-1", "image": image, "appliedAt": when}],
+            "currentRevision": 1,
+            "baseline": {"revision": 1, "metrics": metrics, "stages": [{"name": "full", "metrics": metrics}],
+                         "score": 0.0, "jobName": f"{agent}-baseline-r1-full", "measuredAt": when}}
+
+
+def snapshot_configmap(namespace: str, agent: str, data: dict) -> dict:
+    """The revision-1 snapshot of a seeded agent, as the operator makes it."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+            "metadata": {"name": f"{agent}-rev-1", "namespace": namespace,
+                         "labels": {LABEL_AGENT: agent, f"{GROUP}/revision": "1", f"{GROUP}/role": "revision",
+                                    "app.kubernetes.io/managed-by": "dgm-operator"}},
+            "data": dict(data)}
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -170,31 +202,56 @@ def rss_summary(samples: list[tuple[float, float]]) -> dict[str, Any]:
             "growth_mib_per_min": round(slope, 2), "n": len(samples), "seconds": round(ts[-1] - ts[0], 1)}
 
 
-_LOG_TIMER = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Timer '([^']+)' (succeeded|failed)")
+def histogram_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The ``q`` quantile of a Prometheus histogram from its cumulative buckets
+    ({upper bound: count}, +Inf included), as PromQL's histogram_quantile does it: linear
+    inside the bucket that holds it."""
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, count
+    return bounds[-1]
 
 
-def timer_runs(lines: Iterable[str], timer: str = "agent_timer") -> list[float]:
-    """Epoch seconds at which kopf reported timer ``timer`` done, from the operator log in the
-    `dgm run` format ('%(asctime)s LEVEL logger: message'). kopf keeps the object's name
-    out of the message, so the runs are counted, not attributed to objects."""
-    import datetime as dt
-    out = []
-    for line in lines:
-        m = _LOG_TIMER.match(line)
-        if m and m.group(2) == timer:
-            out.append(dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+def parse_histogram(text: str, metric: str, where: dict[str, str] | None = None) -> dict[float, float]:
+    """Cumulative bucket counts ({le: count}) of ``metric``, summed over the series that
+    match ``where``."""
+    out: dict[float, float] = {}
+    prefix = metric + "_bucket{"
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels, _, value = line[len(prefix):].rpartition("} ")
+        parts = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+        if where and any(parts.get(k) != v for k, v in where.items()):
+            continue
+        le = float("inf") if parts.get("le") == "+Inf" else float(parts.get("le", "nan"))
+        out[le] = out.get(le, 0.0) + float(value)
     return out
 
 
-def timer_throughput(runs: list[float], objects: int, interval: float, since: float, until: float) -> dict[str, Any]:
-    """Timer runs per second inside [since, until] against what ``objects`` timers of
-    ``interval`` seconds owe (objects / interval): a ratio below 1 means the timers lag."""
-    n = sum(1 for t in runs if since <= t <= until)
-    rate = n / (until - since) if until > since else 0.0
-    due = objects / interval if interval > 0 else 0.0
-    return {"runs": n, "runs_per_s": round(rate, 2), "due_per_s": round(due, 2),
+def schedule_pace(passes: dict[str, float], agents: int, resync: float, seconds: float,
+                  lag_buckets: dict[float, float]) -> dict[str, Any]:
+    """Whether the agents' schedule keeps pace at rest: resync passes per second started in
+    the window against what ``agents`` agents with a ``resync`` period owe (a ratio well
+    below 1 means it lags), with the lag's p50/p95 from its histogram (bucket deltas)."""
+    rate = passes.get("resync", 0.0) / seconds if seconds > 0 else 0.0
+    due = agents / resync if resync > 0 else 0.0
+    return {"passes": {k: int(v) for k, v in sorted(passes.items())},
+            "resync_per_s": round(rate, 3), "resync_due_per_s": round(due, 3),
             "ratio": round(rate / due, 3) if due else None,
-            "mean_round_seconds": round(objects / rate, 2) if rate else None}
+            "lag_p50_s": histogram_quantile(lag_buckets, 0.5), "lag_p95_s": histogram_quantile(lag_buckets, 0.95)}
 
 
 def parse_prometheus(text: str, metric: str, keys: tuple[str, ...]) -> dict[str, float]:
@@ -351,12 +408,48 @@ def _apiserver_requests(api) -> dict[str, float]:
     return {" ".join(k.split()[:1] + ["/".join(k.split()[1:])]): v for k, v in raw.items()}
 
 
-def _operator_writes(port: int) -> dict[str, float]:
+def _operator_metrics(port: int) -> str:
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        return str(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
     except OSError:
-        return {}
-    return parse_prometheus(text, "dgm_api_writes_total", ("verb", "kind"))
+        return ""
+
+
+def _operator_writes(port: int) -> dict[str, float]:
+    return parse_prometheus(_operator_metrics(port), "dgm_api_writes_total", ("verb", "kind"))
+
+
+def seed_baselines(custom: Any, kubectl: list[str], env: dict[str, str], ns: str, agents: list[str],
+                   threads: int) -> None:
+    """Each agent's revision-1 snapshot and measured baseline, written before the operator
+    starts (see the module's docstring)."""
+    cm, dep, _ = toy_objects(ns, settings={"accuracy": BASELINE_ACCURACY})
+    image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    snapshots = [snapshot_configmap(ns, a, cm["data"]) for a in agents]
+    for i in range(0, len(snapshots), 150):
+        subprocess.run(kubectl + ["apply", "-f", "-"], env=env, check=True, capture_output=True,
+                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": snapshots[i:i + 150]}).encode())
+
+    def one(agent: str) -> None:
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, AGENTS, agent,
+                                                     {"status": seeded_status(agent, image)})
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, agents))
+
+
+def _established(kubectl: list[str], env: dict[str, str], *crds: str, timeout: float = 120.0) -> None:
+    """Wait for CRDs to be Established; a fresh API server may not serve them for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(kubectl + ["wait", "--for=condition=Established", "--timeout=30s", *crds], env=env,
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"CRDs not Established: {proc.stderr.strip()}")
+        _log(f"waiting for the CRDs: {proc.stderr.strip()}")
+        time.sleep(1.0)
 
 
 def _log(msg: str) -> None:
@@ -389,8 +482,7 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
     custom = client.CustomObjectsApi(api)
 
     subprocess.run(kubectl + ["apply", "--server-side", "-f", str(repo_crds)], env=env, check=True, capture_output=True)
-    subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd/improvementcandidates.dgm.io",
-                              "crd/dgmagents.dgm.io"], env=env, check=True, capture_output=True)
+    _established(kubectl, env, "crd/improvementcandidates.dgm.io", "crd/dgmagents.dgm.io")
     subprocess.run(kubectl + ["create", "namespace", ns], env=env, check=True, capture_output=True)
     while subprocess.run(kubectl + ["get", "sa", "default", "-n", ns], env=env, capture_output=True).returncode:
         time.sleep(0.1)
@@ -405,7 +497,16 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         subprocess.run(kubectl + ["apply", "-f", "-"], env=env, check=True, capture_output=True,
                        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items[i:i + 150]}).encode())
     phases["create_agents"] = time.monotonic() - t0
-    _log(f"{len(agents)} agents in {phases['create_agents']:.1f}s; creating {args.candidates} finished candidates")
+    _log(f"{len(agents)} agents in {phases['create_agents']:.1f}s")
+    seed = args.baselines == "seed" or (args.baselines == "auto" and args.agents > SEED_ABOVE)
+    res["baselines"] = "seeded" if seed else "run"
+    if seed:
+        t0 = time.monotonic()
+        seed_baselines(custom, kubectl, env, ns, agents, args.threads)
+        phases["seed_baselines"] = time.monotonic() - t0
+        _log(f"baselines SEEDED as status of {len(agents)} agents in {phases['seed_baselines']:.1f}s "
+             "(no baseline Job runs)")
+    _log(f"creating {args.candidates} finished candidates")
 
     # -- finished candidates, before the operator starts ----------------------------------
     t0 = time.monotonic()
@@ -443,16 +544,29 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
     _log(f"{len(work)} candidates in {phases['create_candidates']:.1f}s "
          f"({len(work) / phases['create_candidates']:.0f}/s, create + status patch each)")
 
+    # -- the background: what the API server serves without the operator ------------------
+    cands, jobs = Watcher(api, ns, "candidates"), Watcher(api, ns, "jobs")
+    cands.start()
+    jobs.start()
+    if args.background > 0:
+        b0, breq0 = time.monotonic(), _apiserver_requests(api)
+        _log(f"background window without the operator: {args.background:.0f}s")
+        time.sleep(args.background)
+        b1, breq1 = time.monotonic(), _apiserver_requests(api)
+        res["background_requests_per_s"] = {k: round(v / (b1 - b0), 3) for k, v in
+                                            sorted(diff_counters(breq0, breq1).items(), key=lambda kv: -kv[1])}
+
     # -- the operator -----------------------------------------------------------------------
     log_path = Path(args.log_dir or tempfile.gettempdir()) / f"{ns}-operator.log"
     log = open(log_path, "w")
     port = _free_port()
+    op_env = dict(env, DGM_RESYNC_SECONDS=str(args.resync))
     op = subprocess.Popen([sys.executable, "-m", "dgm_operator.cli", "run", "-n", ns, "--liveness", "",
-                           "--metrics-port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                           "--readiness", "", "--metrics-port", str(port)], env=op_env, stdout=log,
+                          stderr=subprocess.STDOUT)
     res["operator_log"] = str(log_path)
     sampler = Sampler(op.pid, every=args.sample_every)
     sampler.start()
-    cands = jobs = None
     try:
         t_op = time.monotonic()
         _log(f"operator pid {op.pid} started; waiting for the initial listing and {len(agents)} baselines")
@@ -479,16 +593,13 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
              f"(RSS now {startup[-1][1] if startup else 0:.0f} MiB, load {_loadavg()})")
 
         # -- quiet window: memory, CPU, the API cost of the steady state --------------------
-        cands, jobs = Watcher(api, ns, "candidates"), Watcher(api, ns, "jobs")
-        cands.start()
-        jobs.start()
         time.sleep(max(0.0, args.settle))
-        w0, w0_wall = time.monotonic(), time.time()
-        req0, wr0 = _apiserver_requests(api), _operator_writes(port)
+        w0 = time.monotonic()
+        req0, wr0, text0 = _apiserver_requests(api), _operator_writes(port), _operator_metrics(port)
         _log(f"measuring for {args.window:.0f}s (RSS every {args.sample_every:.0f}s)")
         time.sleep(args.window)
-        w1, w1_wall = time.monotonic(), time.time()
-        req1, wr1 = _apiserver_requests(api), _operator_writes(port)
+        w1 = time.monotonic()
+        req1, wr1, text1 = _apiserver_requests(api), _operator_writes(port), _operator_metrics(port)
         window = sampler.between(w0, w1)
         res["rss_window"] = rss_summary([(t - w0, r) for t, r, _ in window])
         cpu = (window[-1][2] - window[0][2]) / (window[-1][0] - window[0][0]) if len(window) > 1 else None
@@ -496,6 +607,22 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         per_s = lambda d: {k: round(v / (w1 - w0), 2) for k, v in sorted(d.items(), key=lambda kv: -kv[1])}  # noqa: E731
         res["apiserver_requests_per_s_window"] = per_s(diff_counters(req0, req1))
         res["operator_writes_per_s_window"] = per_s(diff_counters(wr0, wr1))
+        reads = lambda t: parse_prometheus(t, "dgm_api_reads_total", ("verb", "resource"))  # noqa: E731
+        res["operator_reads_per_s_window"] = per_s(diff_counters(reads(text0), reads(text1)))
+        on_ours = lambda d: {k: v for k, v in d.items() if k.split()[1:2]  # noqa: E731
+                             and k.split()[1].split("/")[0] in OPERATOR_RESOURCES}
+        res["operator_resources_requests_window"] = on_ours(res["apiserver_requests_per_s_window"])
+        res["operator_resources_requests_per_s"] = round(sum(res["operator_resources_requests_window"].values()), 3)
+        res["background_operator_resources_requests_per_s"] = round(sum(
+            v for k, v in (res.get("background_requests_per_s") or {}).items() if k.split()[1:2] and
+            k.split()[1].split("/")[0] in OPERATOR_RESOURCES), 3)
+        passes = diff_counters(parse_prometheus(text0, "dgm_agent_passes_total", ("trigger",)),
+                               parse_prometheus(text1, "dgm_agent_passes_total", ("trigger",)))
+        lag = diff_counters(parse_histogram(text0, "dgm_agent_pass_lag_seconds", {"trigger": "resync"}),  # type: ignore[arg-type]
+                            parse_histogram(text1, "dgm_agent_pass_lag_seconds", {"trigger": "resync"}))  # type: ignore[arg-type]
+        res["schedule"] = {"resync_setting": args.resync,
+                           **schedule_pace(passes, len(agents), args.resync, w1 - w0, lag)}
+        res["read_model"] = {k: int(v) for k, v in parse_prometheus(text1, "dgm_read_model_objects", ("kind",)).items()}
         res["load_in_window"] = _loadavg()
 
         # -- responsiveness under load --------------------------------------------------------
@@ -537,12 +664,6 @@ def run(args: argparse.Namespace, kubeconfig: str, repo_crds: Path) -> dict:
         res["propose_to_decided"] = dist(proposed_done)
         res["proposed_phases"] = sorted(p for c, p in cands.phases.items() if c.endswith("-g1"))
 
-        # -- timers, from the operator log ---------------------------------------------------
-        log.flush()
-        runs = timer_runs(log_path.read_text(errors="replace").splitlines())
-        interval = float(os.environ.get("DGM_AGENT_TIMER_SECONDS", "5"))
-        res["agent_timer"] = {"interval_setting": interval,
-                              **timer_throughput(runs, len(agents), interval, w0_wall, w1_wall)}
         after = sampler.between(w1, time.monotonic())
         res["rss_after_probes"] = rss_summary([(t - w1, r) for t, r, _ in after])
         res["rss_peak_overall_mib"] = round(max((r for _, r, _ in sampler.samples), default=0.0), 1)
@@ -570,6 +691,9 @@ def render(res: dict) -> str:
     f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     out = [f"{res['agents']} agents, {res['candidates']} finished candidates (namespace {res['namespace']}, "
            f"{res.get('cpus')} CPUs; load {res.get('load_at_start')} at start, {res.get('load_in_window')} in the window)"]
+    if res.get("baselines") == "seeded":
+        out.append("  NOTE: the agents' baselines were SEEDED as status before the operator started (revision-1 "
+                   "snapshot and measured baseline); no baseline Job ran")
     ph = res.get("phases_seconds", {})
     out.append(f"  setup: agents {ph.get('create_agents', 0):.0f}s, candidates {ph.get('create_candidates', 0):.0f}s, "
                f"operator ready (all baselines + archives) {ph.get('operator_ready', 0):.0f}s "
@@ -590,13 +714,27 @@ def render(res: dict) -> str:
     if reqs:
         out.append("  API server requests/s in the quiet window (all clients): "
                    + ", ".join(f"{k} {v}" for k, v in list(reqs.items())[:8]))
+    ours, background = res.get("operator_resources_requests_per_s"), res.get("background_operator_resources_requests_per_s")
+    out.append(f"  API server requests/s on the operator's resources ({', '.join(sorted(OPERATOR_RESOURCES))}), "
+               f"all clients: {ours} in the window, {background} in the background window without the operator"
+               + (f" -> the operator's share ~ {max(0.0, ours - background):.2f}/s" if ours is not None and
+                  background is not None else "") + " (goal at rest with 100 agents: <= 1)")
+    if res.get("operator_resources_requests_window"):
+        out.append("    by verb and resource: " + ", ".join(
+            f"{k} {v}" for k, v in list(res["operator_resources_requests_window"].items())[:12]))
     writes = res.get("operator_writes_per_s_window") or {}
     out.append("  operator writes/s in the quiet window: " + (", ".join(f"{k} {v}" for k, v in writes.items()) or "none"))
-    at = res.get("agent_timer") or {}
-    if at:
-        out.append(f"  agent timer (every {at['interval_setting']:g}s): {at['runs_per_s']} runs/s in the quiet window,"
-                   f" {at['due_per_s']} due -> ratio {at['ratio']}, one round of all agents every"
-                   f" {at['mean_round_seconds']} s")
+    reads = res.get("operator_reads_per_s_window") or {}
+    out.append("  operator reads/s (its own client: get/list/watch) in the quiet window: "
+               + (", ".join(f"{k} {v}" for k, v in reads.items()) or "none"))
+    sc = res.get("schedule") or {}
+    if sc:
+        lag = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        out.append(f"  agent schedule (resync every {sc['resync_setting']:g}s +-20%): passes in the window "
+                   f"{sc['passes']}; resync {sc['resync_per_s']}/s against {sc['resync_due_per_s']}/s due -> ratio "
+                   f"{sc['ratio']}; resync lag p50 {lag(sc['lag_p50_s'])}s p95 {lag(sc['lag_p95_s'])}s")
+    if res.get("read_model"):
+        out.append("  read model: " + ", ".join(f"{k} {v}" for k, v in sorted(res["read_model"].items())))
     out.append("  responsiveness under load (seconds, watch-observed):")
     for key, label in (("create_to_job", "candidate created -> Job created"),
                        ("job_done_to_phase", "Job finished -> terminal phase"),
@@ -619,6 +757,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--proposals", type=int, default=5, help="agents asked to propose (dgm.io/propose)")
     parser.add_argument("--threads", type=int, default=16, help="client threads creating the candidates")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--baselines", choices=("auto", "run", "seed"), default="auto",
+                        help=f"run each agent's baseline Job, or seed the baselines as status (auto: seed above "
+                             f"{SEED_ABOVE} agents)")
+    parser.add_argument("--resync", type=float, default=60.0,
+                        help="DGM_RESYNC_SECONDS for the operator (its default is 300; 60 gives every agent "
+                             "three resyncs in a 180 s window, so the schedule's pace can be seen)")
+    parser.add_argument("--background", type=float, default=30.0,
+                        help="seconds of the API server's background traffic measured before the operator starts")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log-dir", default=None, help="where the operator log goes (default: the temp dir)")
     parser.add_argument("--keep-namespace", action="store_true")

@@ -28,6 +28,9 @@ LABEL_SANDBOX = f"{GROUP}/sandbox"
 LABEL_PROPOSAL = f"{GROUP}/proposal"  # on proposal Jobs and pods: the candidate name it proposes
 ROLE_PROPOSAL = "proposal"  # LABEL_ROLE of proposal Jobs, their context ConfigMaps and NetworkPolicies
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On an agent's target Deployment and live ConfigMap (value "true"): the operator's watches
+# select them by it, instead of watching every Deployment and ConfigMap.
+LABEL_TARGET = f"{GROUP}/target"
 
 ANNOTATION_REVISION = f"{GROUP}/revision"  # on the Deployment's pod template
 ANNOTATION_ACTION = f"{GROUP}/action"  # on candidates: approve | reject (imperative, not in Git)

@@ -59,7 +59,9 @@ from ..engine.types import ImprovementType  # noqa: E402
 from ..engine.types import ParamType as ParameterType  # noqa: E402
 from ..engine.types import Phase as CandidatePhase  # noqa: E402
 from ..engine.types import ProposerType  # noqa: E402
+from ..engine.types import ParameterSampler  # noqa: E402
 from ..engine.types import SelectionMethod as ParentSelection  # noqa: E402
+from ..engine.types import StagePromotion  # noqa: E402
 
 
 class HintDirection(str, Enum):
@@ -295,6 +297,13 @@ class EvaluationSpec(WireModel):
             }
         ),
     )
+    promotion: StagePromotion = Field(
+        StagePromotion.THRESHOLD,
+        description="Which children of a cheap stage run the next one: threshold (its passThreshold) or rank "
+                    "(the top 1/eta of the children evaluated at that stage, each against its parent on the "
+                    "same tasks; passThreshold, when set, is a floor too). See docs/search.md.",
+    )
+    eta: float = Field(3.0, ge=1.5, le=100.0, description="Rank promotion: the top 1/eta of a stage's children run the next stage.")
     sandbox: Optional[SandboxSpec] = Field(None, description="Sandbox pod settings.")
     protected_files: list[str] = Field(
         default_factory=list,
@@ -483,6 +492,12 @@ class ProposerSpec(WireModel):
             }
         ),
     )
+    sampler: ParameterSampler = Field(
+        ParameterSampler.TPE,
+        description="How the parameters proposer picks values: tpe (Optuna TPE), cmaes (Optuna CMA-ES), random, "
+                    "each warm-started from the archive's evaluated candidates, or mutation (a Gaussian step "
+                    "from the parent's values).",
+    )
     webhook: Optional[WebhookSpec] = Field(None, description="External proposer (type webhook).")
     llm: Optional[LLMProposerSpec] = Field(None, description="OpenAI-compatible model (type llm).")
     job: Optional[JobProposerSpec] = Field(None, description="A user's own coding-agent image (type job).")
@@ -537,7 +552,12 @@ class PolicySpec(WireModel):
 class ArchiveSpec(WireModel):
     """The open-ended archive of candidates."""
 
-    parent_selection: ParentSelection = Field(ParentSelection.DGM, description="dgm, greedy or random.")
+    parent_selection: ParentSelection = Field(
+        ParentSelection.ADAPTIVE,
+        description="adaptive (greedy until stalled, then broaden; the default, chosen by `dgm bench search`), "
+                    "dgm (the DGM paper's rule), greedy, random, hgm (clade-metaproductivity Thompson sampling) "
+                    "or elite (DGM weights on a bounded, median/MAD-normalised elite). See docs/search.md.",
+    )
     max_candidates: int = Field(200, ge=1, description="Candidates kept per agent (oldest non-applied pruned first).")
 
 
@@ -761,6 +781,10 @@ class ImprovementCandidateStatus(WireModel):
     safety: Optional[SafetyStatus] = Field(None, description="Static safety analysis.")
     validation: Optional[ValidationStatus] = Field(None, description="Evaluation result.")
     revision: Optional[int] = Field(None, description="Agent revision created by applying this candidate.")
+    files_digest: Optional[str] = Field(
+        None, description="Digest of the merged file set and image it is evaluated with (sha256:...), set when its "
+                          "evaluation starts; a later proposal with the same digest is a DuplicateCandidate.")
+    duplicate_of: Optional[str] = Field(None, description="The candidate this one duplicates (reason DuplicateCandidate).")
     proposal: Optional[ProposalStatus] = Field(None, description="The proposal Job that wrote it (llm and job proposers).")
     reason: Optional[str] = Field(None, description="Reason of the last decision (CamelCase).")
     message: Optional[str] = Field(None, description="Details of the last decision.")

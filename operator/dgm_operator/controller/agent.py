@@ -18,26 +18,34 @@ from .status import write_agent_changes
 
 def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
     """One pass over an agent. Returns the agent's candidates that still need the operator
-    (see :func:`.observed.needs_attention`): the agent's pass is their safety net."""
+    (see :func:`.observed.needs_attention`): the agent's pass is their safety net. Plans the
+    agent's next pass in ``ctx.schedule`` (the next proposal of the interval)."""
+    key = (namespace, name)
     with ctx.locks("agent", namespace, name):
         obj = ctx.kube.get_agent(namespace, name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
+        if obj is None:
+            ctx.schedule.forget(key)
+            return []
+        if obj["metadata"].get("deletionTimestamp"):
             return []
         spec = api.DGMAgent.model_validate(obj).spec
         view = AgentView.of(obj, ctx.kube.get_deployment(namespace, spec.target.deployment),
                             ctx.kube.get_configmap(namespace, spec.target.config_map))
         patch = api.DGMAgentStatus(conditions=list(view.status.conditions or []))
         if not _target_present(ctx, view, patch):
+            ctx.schedule.plan(key, None)
             return []
+        _label_targets(ctx, view)
         _snapshot_revision_one(ctx, view, patch)
         ready = _baseline(ctx, view, patch)
         view.candidates = ctx.kube.list_candidates(namespace, name)
         request = rollback_request(view)
         if request is not None:
-            key, target = request
-            write_agent_changes(ctx, view.obj, api.DGMAgentStatus(handled_rollback=key, **_set(patch)))
+            handled, target = request
+            write_agent_changes(ctx, view.obj, api.DGMAgentStatus(handled_rollback=handled, **_set(patch)))
             revisions.rollback(ctx, view.obj, target, reason="RollbackRequested",
                                message=f"rollback to revision {target} requested")
+            ctx.schedule.plan(key, None)
             return []
         _evaluation_conditions(ctx, view, patch)
         active = _improvement_loop(ctx, view, patch, ready)
@@ -52,7 +60,28 @@ def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
         patch.archive = api.ArchiveStatus(size=summary.size, best_score=summary.best_score,
                                           best_candidate=summary.best_candidate)
         write_agent_changes(ctx, view.obj, patch)
+        ctx.schedule.plan(key, _next_proposal(ctx, view, patch, ready))
         return [c["metadata"]["name"] for c in view.candidates if needs_attention(c)]
+
+
+def _next_proposal(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, ready: bool) -> float | None:
+    """When the interval makes the agent's next proposal due, if it may propose on its own:
+    ready and not paused. A time already past (a proposal due but held back by the
+    concurrency limit) is not planned: the candidate that frees a slot pokes the agent."""
+    if not ready or view.agent.spec.paused:
+        return None
+    if patch.last_proposal_time is not None:
+        view.status.last_proposal_time = patch.last_proposal_time
+    at = proposals.next_proposal_at(view)
+    return at if at is not None and at > ctx.clock() else None
+
+
+def _label_targets(ctx: Context, view: AgentView) -> None:
+    """Label the target Deployment and live ConfigMap ``dgm.io/target: "true"``, once: the
+    operator's watches select them by it (and so see their changes without polling)."""
+    for target in (view.deployment, view.live_configmap):
+        if target is not None and ((target["metadata"].get("labels") or {}).get(constants.LABEL_TARGET) != "true"):
+            ctx.kube.patch_metadata(target, {"labels": {constants.LABEL_TARGET: "true"}})
 
 
 def _set(patch: api.DGMAgentStatus) -> dict[str, object]:

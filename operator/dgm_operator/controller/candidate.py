@@ -12,7 +12,7 @@ from typing import Mapping
 
 from ..api import constants
 from ..api import models as api
-from ..engine import policies, safety as engine_safety, scoring
+from ..engine import dedupe, policies, safety as engine_safety, scoring
 from ..engine.types import Finding, Phase
 from . import mapping, names, revisions
 from . import metrics as telemetry
@@ -21,6 +21,7 @@ from .context import Context, failpoint, parse_time
 from .evaluation import (Owner, Stage, is_single_process, metric_stats, revision_image, stage_baseline, stages,
                          start_stage)
 from .jobs import JobResult, JobState, read_result
+from .kubeapi import Obj
 from .observed import CandidateView, candidate_phase
 from .status import Event, finish_candidate, note_candidate, write_candidate
 
@@ -133,18 +134,30 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
                                    generation=view.generation, now=ctx.now())
         patch.conditions = conditions
     with ctx.locks("agent", view.namespace, view.agent_name):
-        testing_now = sum(1 for c in ctx.kube.list_candidates(view.namespace, view.agent_name)
-                          if candidate_phase(c) == Phase.TESTING.value)
+        siblings = ctx.kube.list_candidates(view.namespace, view.agent_name)
+        testing_now = sum(1 for c in siblings if candidate_phase(c) == Phase.TESTING.value)
+        files = {**base_files, **view.candidate.spec.changes}
+        image = view.candidate.spec.image
+        image = image if image and image != revision_image(view.agent_status) else None
+        digest = dedupe.files_digest(files, image)
+        original = duplicate_of(view, siblings, digest, dedupe.files_digest(base_files, image))
         decision = policies.evaluate_chain(policies.ADMISSION_CHAIN, policies.Facts(
+            duplicate_of=original,
             active_candidates=testing_now,
             max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates))
+        if decision is not None and decision.reason == "DuplicateCandidate":
+            patch.conditions = set_condition(conditions, "Evaluated", False, decision.reason,
+                                             decision.message, generation=view.generation, now=ctx.now())
+            patch.phase, patch.reason, patch.message = Phase.REJECTED, decision.reason, decision.message
+            patch.files_digest, patch.duplicate_of = digest, original or None
+            write_candidate(ctx, view.obj, patch, event=Event(decision.reason, decision.message))
+            return []
         if decision is not None:
             if patch.model_fields_set or view.status.reason != "Queued":
                 patch.phase, patch.reason, patch.message = Phase.PROPOSED, "Queued", decision.message
                 write_candidate(ctx, view.obj, patch)
             return []
         first = stages(view.agent)[0]
-        files = {**base_files, **view.candidate.spec.changes}
         job_name = start_stage(ctx, Owner(view.obj, view.agent_name), view.agent, first,
                                workspace=names.workspace_configmap(view.name), agent_image=agent_image(view),
                                files=files)
@@ -153,10 +166,27 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
         patch.conditions = set_condition(conditions, "Evaluated", "Unknown", "EvaluationRunning",
                                          f"stage {first.name}: Job {job_name}", generation=view.generation, now=started)
         patch.phase, patch.reason, patch.message = Phase.TESTING, "EvaluationStarted", f"evaluation Job {job_name} created"
+        patch.files_digest = digest
         patch.validation = api.ValidationStatus.model_validate(
             {"jobName": job_name, "stage": first.name, "stagesPassed": [], "startedAt": started})
         write_candidate(ctx, view.obj, patch, event=Event("EvaluationStarted", f"stage {first.name}: Job {job_name}"))
     return []
+
+
+def duplicate_of(view: CandidateView, siblings: list[Obj], digest: str,
+                 parent_digest: str) -> str | None:
+    """The candidate (or "" for the parent's own files when it is the current revision) whose
+    merged file set and image equal this one's: the parent itself when the changes change
+    nothing, else the oldest sibling that was admitted with the same digest and did not fail
+    (a failed evaluation measured nothing, so it does not block a retry)."""
+    if digest == parent_digest:
+        return view.candidate.spec.parent or ""
+    archived = []
+    for c in sorted(siblings, key=lambda c: (c["metadata"].get("creationTimestamp") or "", c["metadata"]["name"])):
+        status = c.get("status") or {}
+        if status.get("filesDigest") and status.get("phase") != Phase.FAILED.value:
+            archived.append((str(c["metadata"]["name"]), str(status["filesDigest"])))
+    return dedupe.find_original(digest, archived, exclude=view.name)
 
 
 # -- Testing: read the Job back, score, decide ----------------------------------------
@@ -253,9 +283,35 @@ def _score_stage(ctx: Context, view: CandidateView, result: JobResult, stage: St
     validation.repeats = stage.repeats
     if last:
         facts.improvement, facts.noise_bound = gain, noise
+        return
+    facts.stage = stages(view.agent).index(stage)
+    evaluation = view.agent.spec.evaluation
+    if evaluation.promotion.value == "rank":
+        # rank promotion: the gain over the parent on the same stage's tasks, among the other
+        # children of the agent evaluated at this stage
+        scores = stage_scores(ctx.kube.list_candidates(view.namespace, view.agent_name), stage.name)
+        parents = {name: parent for name, (_, parent) in scores.items()}
+        gains = {name: score - scores.get(parents[name] or "", (0.0, None))[0] for name, (score, _) in scores.items()}
+        own_parent = view.candidate.spec.parent or ""
+        facts.stage_promotion, facts.eta = "rank", evaluation.eta
+        facts.stage_score = gain - scores.get(own_parent, (0.0, None))[0]
+        facts.stage_peers = [g for name, g in gains.items() if name != view.name]
+        facts.stage_threshold = stage.pass_threshold  # a floor when set
     else:
-        facts.stage, facts.stage_score = stages(view.agent).index(stage), gain
+        facts.stage_score = gain
         facts.stage_threshold = stage.pass_threshold if stage.pass_threshold is not None else 0.0
+
+
+def stage_scores(candidates: list[Obj], stage: str) -> dict[str, tuple[float, str | None]]:
+    """Name -> (improvement score at `stage`, parent) of every candidate that ran it."""
+    out: dict[str, tuple[float, str | None]] = {}
+    for c in candidates:
+        status, spec = c.get("status") or {}, c.get("spec") or {}
+        validation = status.get("validation") or {}
+        for result in validation.get("stageResults") or []:
+            if result.get("name") == stage and isinstance(result.get("improvementScore"), (int, float)):
+                out[str(c["metadata"]["name"])] = (float(result["improvementScore"]), spec.get("parent") or None)
+    return out
 
 
 # -- Validated: the approval gate, then apply -----------------------------------------

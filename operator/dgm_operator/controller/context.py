@@ -1,5 +1,5 @@
-"""What every reconcile pass shares: the API, the clock, per-object locks, crash-test
-failpoints. One :class:`Context` per operator process."""
+"""What every reconcile pass shares: the API, the clock, per-object locks, the agents'
+schedule, crash-test failpoints. One :class:`Context` per operator process."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Callable
 
 from .. import __version__
 from .kubeapi import KubeAPI
+from .schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Context:
     # create per namespace and process instead of one per Job.
     sandboxed_namespaces: set[str] = field(default_factory=set)
     proposer_image: str = field(default_factory=default_proposer_image)
+    # When each agent's next pass is due (an agent pass plans its next proposal here).
+    schedule: Schedule = field(default_factory=Schedule)
 
     def now(self) -> str:
         return iso(self.clock())

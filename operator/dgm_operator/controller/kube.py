@@ -13,18 +13,19 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from typing import Any, Callable, Mapping, cast
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from ..api import constants
-from .kubeapi import ContainerEnd
-from .metrics import API_WRITES
+from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
+from .kubeapi import Conflict, ContainerEnd, NotFound
+from .metrics import API_READS, API_WRITES
 
 log = logging.getLogger(__name__)
 
-from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -71,6 +72,7 @@ class Kube:
         return self._get_custom(namespace, CANDIDATES, name)
 
     def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        API_READS.labels("get", plural).inc()
         try:
             return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
         except ApiException as exc:
@@ -79,29 +81,48 @@ class Kube:
             raise
 
     def list_candidates(self, namespace: str, agent: str) -> list[dict[str, Any]]:
+        API_READS.labels("list", CANDIDATES).inc()
         out = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, CANDIDATES, label_selector=f"{constants.LABEL_AGENT}={agent}"
         )
         return cast(list[dict[str, Any]], out.get("items", []))
 
-    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        """Create; False when it already exists (a retry after a crash)."""
+    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create; None when it already exists (a retry after a crash)."""
         API_WRITES.labels("create", "ImprovementCandidate").inc()
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, dict(body))
-            return True
+            return cast(dict[str, Any],
+                        self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, CANDIDATES, dict(body)))
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource of an agent or candidate."""
-        return self._patch_custom(obj, "patch-status", self.custom.patch_namespaced_custom_object_status,
-                                  {"status": dict(status)})
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *,
+                     precondition: bool = False) -> dict[str, Any]:
+        """Merge-patch the status subresource of an agent or candidate (with ``precondition``,
+        only if it is still at the resourceVersion of ``obj``)."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if precondition:
+            body["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+        return self._patch_custom(obj, "patch-status", self.custom.patch_namespaced_custom_object_status, body)
 
     def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the metadata (labels, annotations) of an agent or candidate."""
+        """Merge-patch the metadata (labels, annotations) of an agent, a candidate, or a
+        ConfigMap or Deployment (the target label)."""
+        kind, meta = obj["kind"], obj["metadata"]
+        if kind in ("ConfigMap", "Deployment"):
+            patch = {"ConfigMap": self.core.patch_namespaced_config_map,
+                     "Deployment": self.apps.patch_namespaced_deployment}[kind]
+            API_WRITES.labels("patch", kind).inc()
+            try:
+                out = patch(meta["name"], meta["namespace"], {"metadata": dict(metadata)},
+                            field_manager=constants.FIELD_MANAGER, _content_type=MERGE_PATCH)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise NotFound(f"{kind} {meta['namespace']}/{meta['name']}") from exc
+                raise
+            return self._dict(out)
         return self._patch_custom(obj, "patch", self.custom.patch_namespaced_custom_object,
                                   {"metadata": dict(metadata)})
 
@@ -110,11 +131,19 @@ class Kube:
         meta = obj["metadata"]
         plural = AGENTS if obj["kind"] == "DGMAgent" else CANDIDATES
         API_WRITES.labels(verb, obj["kind"]).inc()
-        return cast(dict[str, Any], patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body))
+        try:
+            return cast(dict[str, Any], patch(GROUP, VERSION, meta["namespace"], plural, meta["name"], body))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(f"{obj['kind']} {meta['namespace']}/{meta['name']}") from exc
+            if exc.status == 409:
+                raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed since it was read") from exc
+            raise
 
     # -- core objects -------------------------------------------------------------------
     def _read(self, read: Callable[[str, str], Any], name: str, namespace: str) -> dict[str, Any] | None:
         """``read(name, namespace)`` as a dict, None when the object does not exist."""
+        API_READS.labels("get", read.__name__.removeprefix("read_namespaced_")).inc()
         try:
             return self._dict(read(name, namespace))
         except ApiException as exc:
@@ -131,8 +160,8 @@ class Kube:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._read(self.batch.read_namespaced_job, name, namespace)
 
-    def create(self, body: Mapping[str, Any]) -> bool:
-        """Create a ConfigMap, Job or NetworkPolicy; False when it already exists."""
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create a ConfigMap, Job or NetworkPolicy; None when it already exists."""
         kind, ns = body["kind"], body["metadata"]["namespace"]
         create = {
             "ConfigMap": self.core.create_namespaced_config_map,
@@ -141,11 +170,10 @@ class Kube:
         }[kind]
         API_WRITES.labels("create", kind).inc()
         try:
-            create(ns, dict(body))
-            return True
+            return self._dict(create(ns, dict(body)))
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,6 +187,7 @@ class Kube:
     def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
         """How each container (init containers included) of the Job's newest pod ended or
         why it is waiting; empty when the Job has no pod."""
+        API_READS.labels("list", "pods").inc()
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
         if not pods:
             return {}
@@ -246,3 +275,79 @@ class Kube:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as exc:  # events are best effort
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc.reason)
+
+    # -- list + watch (the informer loop of client-go, kept small) -------------------------
+    def list_watch(self, plural: str, namespace: str | None, *, on_page: Callable[[list[dict[str, Any]]], None],
+                   on_listed: Callable[[], None], on_event: Callable[[str, dict[str, Any]], None],
+                   stop: threading.Event, group: str = GROUP, version: str = VERSION, page_size: int = 500,
+                   field_selector: str | None = None, timeout_seconds: int = 300) -> None:
+        """List a custom resource in pages, then watch it from the listing's resourceVersion,
+        until ``stop`` is set. ``on_page`` gets each page of a listing and ``on_listed`` is
+        called once the listing is complete (the caller drops what it no longer holds);
+        ``on_event(type, object)`` gets each watch event. An expired watch (410 Gone) lists
+        again; other failures back off (up to 30 s) and resume from the last resourceVersion.
+        Only one page is held at a time, whatever the number of objects."""
+        args: tuple[str, ...] = (group, version, namespace, plural) if namespace else (group, version, plural)
+        fn = self.custom.list_namespaced_custom_object if namespace else self.custom.list_cluster_custom_object
+        extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        rv: str | None = None
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                if rv is None:
+                    token: str | None = None
+                    while True:
+                        API_READS.labels("list", plural).inc()
+                        page = fn(*args, limit=page_size, _continue=token, **extra) if token else \
+                            fn(*args, limit=page_size, **extra)
+                        on_page(cast(list[dict[str, Any]], page.get("items") or []))
+                        token = (page.get("metadata") or {}).get("continue")
+                        if not token:
+                            rv = (page.get("metadata") or {}).get("resourceVersion")
+                            break
+                    on_listed()
+                w = watch.Watch()
+                API_READS.labels("watch", plural).inc()
+                for event in w.stream(fn, *args, resource_version=rv, allow_watch_bookmarks=True,
+                                      timeout_seconds=timeout_seconds, _request_timeout=timeout_seconds + 30,
+                                      **extra):
+                    obj = event.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    if event.get("type") != "BOOKMARK":
+                        on_event(str(event.get("type")), obj)
+                    if stop.is_set():
+                        w.stop()
+                        break
+                backoff = 0.5
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = None  # too old: list again
+                    continue
+                log.warning("watch of %s in %s: %s; retrying in %.1fs", plural, namespace or "all namespaces",
+                            exc.reason, backoff)
+                stop.wait(backoff)
+                backoff = min(30.0, backoff * 2)
+            except Exception as exc:  # a dropped connection: resume from rv
+                log.debug("watch of %s in %s dropped: %s", plural, namespace or "all namespaces", exc)
+                stop.wait(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    def watch_object(self, group: str, version: str, plural: str, namespace: str | None, name: str, *,
+                     on_change: Callable[[dict[str, Any] | None], None], stop: threading.Event) -> None:
+        """Follow one custom object (None when it does not exist) until ``stop`` is set."""
+        selector = f"metadata.name={name}"
+        state: dict[str, dict[str, Any]] = {}
+
+        def page(items: list[dict[str, Any]]) -> None:
+            for item in items:
+                state[item["metadata"]["name"]] = item
+
+        def listed() -> None:
+            on_change(state.get(name))
+            state.clear()
+
+        def event(kind: str, obj: dict[str, Any]) -> None:
+            on_change(None if kind == "DELETED" else obj)
+
+        self.list_watch(plural, namespace, on_page=page, on_listed=listed, on_event=event, stop=stop,
+                        group=group, version=version, field_selector=selector)

@@ -1,7 +1,8 @@
 """The operator's view of the Kubernetes API: the interface the reconcilers use.
 
-:class:`~.kube.Kube` implements it over the real client; the unit tests implement it over
-dicts (``tests/unit/fakekube.py``). Objects go in and out as plain dicts.
+:class:`~.kube.Kube` implements it over the real client, :class:`~.readmodel.CachedKube`
+over the in-memory read model (reads from memory, writes to the API); the unit tests
+implement it over dicts (``tests/unit/fakekube.py``). Objects go in and out as plain dicts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ class ContainerEnd:
     running: bool = False
 
 
+class NotFound(LookupError):
+    """A write addressed an object that does not exist (HTTP 404)."""
+
+
+class Conflict(RuntimeError):
+    """A write with a precondition found the object changed since it was read (HTTP 409)."""
+
+
 class KubeAPI(Protocol):
     def ping(self) -> None:
         """Raises when the API server does not answer."""
@@ -34,28 +43,39 @@ class KubeAPI(Protocol):
 
     def get_candidate(self, namespace: str, name: str) -> Obj | None: ...
 
-    def list_candidates(self, namespace: str, agent: str) -> list[Obj]: ...
+    def list_candidates(self, namespace: str, agent: str) -> list[Obj]:
+        """The candidates labelled with the agent. The read model answers decided ones with a
+        summary (metadata, spec.agentRef/parent, status phase/reason/validation score and
+        metricsAfter): what the archive, the phase counts and the attention check read."""
+        ...
 
-    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        """Create; False when it already exists."""
+    def create_candidate(self, namespace: str, body: Mapping[str, Any]) -> Obj | None:
+        """Create; the created object, None when it already exists."""
         ...
 
     def delete_candidate(self, namespace: str, name: str) -> None: ...
 
-    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
-        """Merge-patch the status subresource of an agent or candidate; returns the object."""
+    def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any], *, precondition: bool = False) -> Obj:
+        """Merge-patch the status subresource of an agent or candidate; returns the object.
+        Raises :class:`NotFound` when it does not exist. With ``precondition`` the patch
+        carries ``obj``'s resourceVersion, and :class:`Conflict` is raised when the object
+        changed since (for a write computed from what was read, such as the revision history)."""
         ...
 
-    def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> Obj: ...
+    def patch_metadata(self, obj: Mapping[str, Any], metadata: Mapping[str, Any]) -> Obj:
+        """Merge-patch the labels/annotations of an agent, candidate, ConfigMap or Deployment."""
+        ...
 
     def get_configmap(self, namespace: str, name: str) -> Obj | None: ...
 
     def get_deployment(self, namespace: str, name: str) -> Obj | None: ...
 
-    def get_job(self, namespace: str, name: str) -> Obj | None: ...
+    def get_job(self, namespace: str, name: str) -> Obj | None:
+        """The Job's metadata and status (its pod template is not needed and not kept)."""
+        ...
 
-    def create(self, body: Mapping[str, Any]) -> bool:
-        """Create a ConfigMap, Job or NetworkPolicy; False when it already exists."""
+    def create(self, body: Mapping[str, Any]) -> Obj | None:
+        """Create a ConfigMap, Job or NetworkPolicy; the created object, None when it already exists."""
         ...
 
     def apply(self, body: Mapping[str, Any]) -> Obj:

@@ -39,3 +39,15 @@ def count_proposal(namespace: str, agent: str, *, prompt_tokens: int, completion
     PROPOSER_TOKENS.labels(namespace, agent, "completion").inc(max(0, completion_tokens))
     if error_reason:
         PROPOSER_ERRORS.labels(namespace, agent, error_reason).inc()
+
+# What the read model and the scheduler do (the operator quiet at rest, and keeping pace).
+API_READS = Counter("dgm_api_reads_total", "Read requests (get, list, watch) the operator sent to the API server.",
+                    ["verb", "resource"])
+READ_MODEL_OBJECTS = Gauge("dgm_read_model_objects", "Objects held in the read model, by kind.", ["kind"])
+READ_MODEL_MISSES = Counter("dgm_read_model_misses_total",
+                            "Reads the read model could not answer from memory (sent to the API), by kind.", ["kind"])
+AGENT_PASSES = Counter("dgm_agent_passes_total", "Agent reconcile passes by what started them.", ["trigger"])
+AGENT_PASS_LAG = Histogram(
+    "dgm_agent_pass_lag_seconds", "How late a scheduled agent pass started after it was due.", ["trigger"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+ACTIVE = Gauge("dgm_active", "1 on the replica that acts (kopf peering: the highest priority), else 0.")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from ..api import constants
 from ..api import models as api
-from ..engine import proposers, selection
+from ..engine import proposers, sampling, selection
 from ..engine.archive import Archive, resolve_parents
-from ..engine.types import CandidateRecord, Phase
+from ..engine.types import CandidateRecord, Phase, SearchParam
 from . import builders, mapping, names
 from .context import Context, parse_time
 from .kubeapi import Obj
@@ -29,6 +29,39 @@ def archive_of(candidates: list[Obj]) -> Archive:
     return Archive(baseline, records)
 
 
+def merged_files(candidates: list[Obj], root: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Name -> the merged file set of every candidate: its lineage's changes applied in order
+    on `root` (the current revision's files). Exact for every file a lineage changed; the
+    files none of them changed are taken from the current revision."""
+    by_name = {str(c["metadata"]["name"]): c for c in candidates}
+    out: dict[str, dict[str, str]] = {}
+
+    def files_of(name: str, depth: int = 0) -> dict[str, str]:
+        if name in out:
+            return out[name]
+        spec = by_name[name].get("spec") or {}
+        parent = spec.get("parent") or ""
+        base = files_of(parent, depth + 1) if parent in by_name and depth < len(by_name) else dict(root)
+        out[name] = {**base, **{k: v for k, v in (spec.get("changes") or {}).items() if isinstance(v, str)}}
+        return out[name]
+
+    for name in by_name:
+        files_of(name)
+    return out
+
+
+def archive_trials(archive: Archive, candidates: list[Obj], root: Mapping[str, str],
+                   space: list[SearchParam]) -> list[sampling.Trial]:
+    """Every evaluated archive member (the baseline included) as an Optuna trial: its
+    parameter values and its score. The archive is the only store of the search."""
+    if not space:
+        return []
+    files = merged_files(candidates, root)
+    files[archive.baseline.name] = dict(root)
+    return [(proposers.trial_params(space, files[r.name]), float(r.score)) for r in archive.eligible()
+            if r.name in files and r.score is not None]
+
+
 def proposal_due(ctx: Context, view: AgentView) -> bool:
     """A new dgm.io/propose annotation value, or a whole improvement interval since the
     last proposal (the first one comes one interval after the agent was created, so
@@ -36,11 +69,18 @@ def proposal_due(ctx: Context, view: AgentView) -> bool:
     requested = view.annotation(constants.ANNOTATION_PROPOSE)
     if requested and requested != view.status.handled_propose:
         return True
+    at = next_proposal_at(view)
+    return at is not None and ctx.clock() >= at
+
+
+def next_proposal_at(view: AgentView) -> float | None:
+    """When the improvement interval makes the next proposal due (seconds since the
+    epoch); None when the proposer cannot propose on its own."""
     proposer = view.agent.spec.proposer
     if proposer.type.value == "webhook" and proposer.webhook is None:
-        return False
+        return None
     last = parse_time(view.status.last_proposal_time) or parse_time(view.obj["metadata"].get("creationTimestamp"))
-    return last is None or ctx.clock() - last >= view.agent.spec.policy.improvement_interval_minutes * 60
+    return (last or 0.0) + view.agent.spec.policy.improvement_interval_minutes * 60
 
 
 @dataclass
@@ -92,12 +132,18 @@ def propose(ctx: Context, view: AgentView) -> tuple[bool, str]:
     parent_name, files, parent_files, parent_metrics = start.parent, start.files, start.parent_files, start.parent_metrics
     baseline = view.status.baseline
     base_metrics, _ = mapping.metrics_from_list([m.to_wire() for m in (baseline.metrics if baseline else None) or []])
-    context = proposers.AgentContext(
-        agent_name=name, files=files, metrics=mapping.metric_specs(agent), search_space=mapping.search_space(agent),
-        baseline_metrics=base_metrics, parent=parent_name, parent_files=parent_files,
-        parent_metrics=parent_metrics, archive=archive.summary())
+    space = mapping.search_space(agent)
     kind = agent.spec.proposer.type.value
+    sampler = agent.spec.proposer.sampler.value
+    trials = archive_trials(archive, view.candidates, files, list(space)) \
+        if kind == "parameters" and sampler != "mutation" else []
+    context = proposers.AgentContext(
+        agent_name=name, files=files, metrics=mapping.metric_specs(agent), search_space=space,
+        baseline_metrics=base_metrics, parent=parent_name, parent_files=parent_files,
+        parent_metrics=parent_metrics, archive=archive.summary(), trials=trials)
     settings: dict[str, Any] = {}
+    if kind == "parameters":
+        settings = {"sampler": sampler}
     if kind == "webhook" and agent.spec.proposer.webhook is not None:
         settings = {"url": agent.spec.proposer.webhook.url, "timeout_seconds": agent.spec.proposer.webhook.timeout_seconds}
     try:

@@ -6,14 +6,16 @@ from __future__ import annotations
 from . import agent, candidate
 from .context import Clock, Context, wall_clock
 from .kubeapi import KubeAPI
+from .schedule import Schedule
 
 
 class Reconciler:
     """One per operator process. Locks in the context serialise work on one candidate and
-    on one agent inside this process; the operator runs as a single active replica."""
+    on one agent inside this process; one replica acts at a time (kopf peering pauses the
+    others)."""
 
-    def __init__(self, kube: KubeAPI, clock: Clock = wall_clock) -> None:
-        self.ctx = Context(kube, clock)
+    def __init__(self, kube: KubeAPI, clock: Clock = wall_clock, schedule: Schedule | None = None) -> None:
+        self.ctx = Context(kube, clock, schedule=schedule if schedule is not None else Schedule(clock=clock))
 
     @property
     def kube(self) -> KubeAPI:

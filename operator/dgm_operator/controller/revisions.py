@@ -96,7 +96,7 @@ def apply_candidate(ctx: Context, view: CandidateView) -> None:
             done = api.RevisionRecord(revision=number, candidate=cand_name, snapshot=snapshot, image=image,
                                       image_id=validation.agent_image_id or None,
                                       applied_at=ctx.now_datetime(), score=validation.improvement_score)
-            ctx.kube.patch_status(agent_obj, api.DGMAgentStatus(
+            ctx.kube.patch_status(agent_obj, precondition=True, status=api.DGMAgentStatus(
                 revisions=history + [done], current_revision=number,
                 baseline=api.Baseline(
                     revision=number, metrics=validation.metrics_after or [],
@@ -191,7 +191,7 @@ def rollback(ctx: Context, agent_obj: Mapping[str, Any], target: int | None, *, 
                 r.rolled_back_at = stamp
                 if r.candidate:
                     rolled.append(r.candidate)
-        ctx.kube.patch_status(agent_obj, api.DGMAgentStatus(
+        ctx.kube.patch_status(agent_obj, precondition=True, status=api.DGMAgentStatus(
             revisions=history, current_revision=target,
             baseline=api.Baseline(revision=target, metrics=None, stages=None, score=None, job_name=None,
                                   measured_at=None)).to_patch())

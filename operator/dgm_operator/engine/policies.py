@@ -12,7 +12,8 @@ Chains (each is run by the operator's reconcilers; none exists for tests alone):
 * :data:`PROPOSAL_CHAIN`: may the agent propose a new candidate? (AgentPaused,
   TokenBudgetExhausted, ConcurrencyLimitReached)
 * :data:`SAFETY_CHAIN`: after the static analysis (UnsafeChange, ImageNeedsGrader)
-* :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (ConcurrencyLimitReached)
+* :data:`ADMISSION_CHAIN`: may a safe candidate start its evaluation? (DuplicateCandidate,
+  ConcurrencyLimitReached)
 * :data:`EVALUATION_CHAIN`: after an evaluation stage or the full run (SandboxNotEnforced,
   ImageUnavailable, OOMKilled, DeadlineExceeded, EvaluationFailed, MetricsUnavailable, StageThresholdNotMet, InsufficientImprovement,
   ImprovementValidated); a stage that is not the last one answers None when it passes
@@ -31,6 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from . import scoring
 from .types import Finding
 
 
@@ -47,6 +49,8 @@ class Facts:
     paused: bool = False
     active_candidates: int = 0  # proposals in flight count too
     max_concurrent_candidates: int = 3
+    # admission
+    duplicate_of: str | None = None
     tokens_today: int = 0  # model tokens spent by proposals on now's UTC day
     max_tokens_per_day: int | None = None
     now: dt.datetime | None = None
@@ -77,6 +81,9 @@ class Facts:
     stage: int | None = None
     stage_score: float | None = None
     stage_threshold: float | None = None
+    stage_promotion: str = "threshold"  # or "rank" (see scoring.rank_decision)
+    stage_peers: Sequence[float] = ()  # rank: the other children's scores at this stage
+    eta: float = 3.0
     improvement: float | None = None
     min_improvement: float = 0.0
     noise_bound: float = 0.0
@@ -122,6 +129,14 @@ def concurrency_limit_reached(f: Facts) -> Decision | None:
         return Decision("ConcurrencyLimitReached",
                         f"{f.active_candidates} active candidates >= maxConcurrentCandidates "
                         f"{f.max_concurrent_candidates}")
+    return None
+
+
+def duplicate_candidate(f: Facts) -> Decision | None:
+    """The merged file set (and image) equals an archived candidate's: not evaluated again."""
+    if f.duplicate_of is not None:
+        return Decision("DuplicateCandidate",
+                        f"same merged file set as {f.duplicate_of or 'the current revision'}: not evaluated again")
     return None
 
 
@@ -198,6 +213,14 @@ def metrics_unavailable(f: Facts) -> Decision | None:
 
 
 def stage_failed(f: Facts) -> Decision | None:
+    """Threshold promotion: StageThresholdNotMet below the pass threshold. Rank promotion:
+    StageNotPromoted outside the top 1/eta of the stage's children (or below the threshold,
+    then a floor)."""
+    if f.stage_promotion == "rank" and f.stage_score is not None and f.stage is not None:
+        ranked = scoring.rank_decision(0, f.stage_score, f.stage_peers, 2, f.eta, f.stage_threshold)
+        if ranked.action == "stop":
+            return Decision("StageNotPromoted", ranked.message.replace("stage 0", f"stage {f.stage}", 1))
+        return None
     if f.stage_score is None or f.stage_threshold is None:
         return None
     if f.stage_score < f.stage_threshold:
@@ -301,7 +324,7 @@ def _finite(value: object) -> bool:
 USER_ACTION_CHAIN: tuple[Policy, ...] = (rejected_by_user,)
 PROPOSAL_CHAIN: tuple[Policy, ...] = (agent_paused, token_budget_exhausted, concurrency_limit_reached)
 SAFETY_CHAIN: tuple[Policy, ...] = (safety_below_threshold, image_needs_grader)
-ADMISSION_CHAIN: tuple[Policy, ...] = (concurrency_limit_reached,)
+ADMISSION_CHAIN: tuple[Policy, ...] = (duplicate_candidate, concurrency_limit_reached)
 EVALUATION_CHAIN: tuple[Policy, ...] = (
     sandbox_not_enforced, image_unavailable, out_of_memory, deadline_exceeded, evaluation_failed, metrics_unavailable, stage_failed, insufficient_improvement, validated,
 )
