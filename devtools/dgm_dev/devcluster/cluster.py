@@ -29,7 +29,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -46,7 +48,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 NODE_NAME = "dgm-local-node"
 # stop order for `down`: the node's components first, then the control plane
-STOP_ORDER = ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "node", "containerd",
+STOP_ORDER = ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "cluster-dns", "node", "containerd",
               "kube-controller-manager", "kube-apiserver", "etcd")
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
 NODE_MODES = ("real", "process", "none")
@@ -78,7 +80,9 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _running_real_node(state_dir: Path) -> str | None:
-    """The state directory of another dev cluster whose real node runs on this machine."""
+    """Why another real node is in the way on this machine (None when nothing is): a running
+    one, or one that was never brought down (its state directory still records it)."""
+    stale = []
     for marker in Path("/run").glob("dgm-dev-*/state-dir"):
         try:
             other = Path(marker.read_text().strip())
@@ -90,9 +94,15 @@ def _running_real_node(state_dir: Path) -> str | None:
         for name in ("containerd", "kubelet", "kube-apiserver"):
             pid = rec.get("pids", {}).get(name)
             if pid and procs.is_alive(pid) and str(other) in procs.cmdline(pid):
-                return str(other)
+                return (f"another dev cluster with a real node runs in {other} (one per machine: the bridge and "
+                        f"the firewall are global); stop it with `dgm dev-cluster down --state-dir {other}`")
+        stale.append(str(other))
+    if stale:
+        return (f"a dev cluster with a real node was not brought down in {stale[0]}; clean up with "
+                f"`dgm dev-cluster down --state-dir {stale[0]}`")
     if realnode.BRIDGE in hoststate.interfaces():
-        return f"(unknown: the bridge {realnode.BRIDGE} exists; `ip link delete {realnode.BRIDGE}` if nothing uses it)"
+        return (f"the bridge {realnode.BRIDGE} exists (a real node without its state directory?); "
+                f"`ip link delete {realnode.BRIDGE}` if nothing uses it")
     return None
 
 
@@ -197,11 +207,9 @@ class DevCluster:
             try:
                 realnode.ensure_host_deps(self._log)
                 realnode.check_binaries(self.bin_dir)
-                other = _running_real_node(self.state_dir)
-                if other:
-                    raise DevClusterError(None, f"another dev cluster with a real node runs in {other} (one per "
-                                                f"machine: the bridge and the firewall are global); stop it with "
-                                                f"`dgm dev-cluster down --state-dir {other}`")
+                in_the_way = _running_real_node(self.state_dir)
+                if in_the_way:
+                    raise DevClusterError("node", in_the_way)
                 images = realnode.find_images(log=self._log)
             except realnode.NodeSetupError as e:
                 raise DevClusterError(e.component, str(e)) from e
@@ -288,6 +296,10 @@ class DevCluster:
                 self._write_kubeconfig(lay.kubeconfig(who), server, cert)
             realnode.write_configs(lay, pki.dir, ports)
             commands.update(realnode.commands(lay, ports))
+            commands["cluster-dns"] = [
+                sys.executable, "-m", "dgm_dev.devcluster.clusterdns", "--listen", f"{realnode.NODE_IP}:53",
+                "--server", server, "--ca", str(pki.ca_crt), "--cert", str(pki.crt("admin")),
+                "--key", str(pki.key("admin")), "--state-dir", str(sd)]
         else:
             commands["kube-apiserver"] += ["--endpoint-reconciler-type", "none"]
             commands["node"] = [
@@ -333,7 +345,7 @@ class DevCluster:
         try:
             self._wait_ready(deadline)
             self._wait_for("kube-controller-manager", "/api/v1/namespaces/default/serviceaccounts/default", deadline)
-            for name in ("kubelet", "kube-scheduler", "kube-proxy"):
+            for name in ("cluster-dns", "kubelet", "kube-scheduler", "kube-proxy"):
                 self._start(name, commands[name], rec)
             self._wait_for("kubelet", f"/api/v1/nodes/{NODE_NAME}", deadline, ready_node=True)
             self._kubectl_apply(realnode.KUBE_ROUTER_RBAC, "kube-router")
@@ -341,6 +353,7 @@ class DevCluster:
             ports = rec["ports"]
             self._wait_http("kube-proxy", f"http://127.0.0.1:{ports['kubeProxyHealthz']}/healthz", deadline)
             self._wait_http("kube-router", f"http://127.0.0.1:{ports['kubeRouterHealth']}/healthz", deadline)
+            self._wait_dns(deadline)
             out, _ = importer.communicate(timeout=max(5.0, deadline - time.monotonic() + 120))
         except BaseException:
             if importer.poll() is None:
@@ -364,6 +377,27 @@ class DevCluster:
                                       self.log_path("kube-apiserver"))
             time.sleep(0.1)
         self._log(f"dev cluster: /readyz ok after {time.monotonic() - t0:.1f}s")
+
+    def _wait_dns(self, deadline: float) -> None:
+        name = "kubernetes.default.svc.cluster.local"
+        query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"".join(
+            bytes([len(part)]) + part.encode() for part in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+        while True:
+            self._check_alive()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.5)
+                try:
+                    s.sendto(query, (realnode.NODE_IP, 53))
+                    reply = s.recv(512)
+                    if struct.unpack("!H", reply[6:8])[0] >= 1:  # an answer
+                        return
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                log = self.log_path("cluster-dns")
+                raise DevClusterError("cluster-dns", f"cluster-dns does not answer for {name}; see {log}:\n"
+                                                     f"{_tail(log)}", log)
+            time.sleep(0.1)
 
     def _wait_socket(self, component: str, path: Path, deadline: float) -> None:
         while not path.is_socket():
@@ -407,7 +441,7 @@ class DevCluster:
     def _start(self, name: str, cmd: list[str], rec: dict) -> None:
         log = self.log_path(name)
         env = dict(os.environ)
-        if name == "node":
+        if name in ("node", "cluster-dns"):
             # the node must import this package even when run outside an installed venv
             pkg_root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -510,7 +544,7 @@ class DevCluster:
         def step(what: str) -> None:
             if real:
                 self._log(f"dev cluster: down: {what} ({time.monotonic() - t0:.1f}s)")
-        left = self._stop(rec, ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "node"))
+        left = self._stop(rec, ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "cluster-dns", "node"))
         step("node agents stopped")
         socket_dir = rec.get("socketDir")
         if real:

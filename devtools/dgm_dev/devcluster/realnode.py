@@ -282,6 +282,8 @@ state = "{d / 'containerd/state'}"
         "failSwapOn": False,
         "podPidsLimit": POD_PIDS_LIMIT,
         "resolvConf": "/etc/resolv.conf",
+        # clusterdns.py on the node's address: <service>.<namespace>.svc.cluster.local
+        "clusterDNS": [NODE_IP],
         "clusterDomain": "cluster.local",
         "serializeImagePulls": False,
         # the images cannot be pulled again: never garbage-collect them
