@@ -22,9 +22,8 @@ operator sends the API server next to nothing.
   and a slower start. The read model does not need that guarantee: a read it cannot answer
   yet goes to the API. The agents' first passes (their listing events) are also spread
   over the first seconds through the schedule, by when their targets are usually in
-  memory.
-  kopf's own index stores cannot take the answers of the operator's writes (a pass must
-  read its own writes), so the objects live in the read model.
+  memory. (kopf's index stores could not hold the answers of the operator's own writes
+  either, and a pass must read its own writes.)
 * **Events.** A candidate's event reconciles it at once (its Job is created on its ADDED
   event). A finished Job reconciles its owner. An agent's event reconciles the agent.
   Changes an agent depends on, such as its candidates' phases or its target, poke the

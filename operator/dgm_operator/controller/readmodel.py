@@ -1,9 +1,9 @@
 """The read model: what the reconcile passes read, held in memory, fed by watches.
 
-kopf's watches feed it (the ``kopf.index`` handlers in :mod:`.handlers`, one per kind) with
-the agents, the undecided candidates (the candidate watch leaves decided ones out), the Jobs
-the operator created, and the agents' target Deployments and ConfigMaps (those labelled
-``dgm.io/target``). A separate list+watch of every candidate keeps only a compact
+kopf's watches feed it: each watch's event handler in :mod:`.handlers` puts its object
+here before anything acts on it. They hold the agents, the undecided candidates (the
+candidate watch leaves decided ones out), the Jobs the operator created, and the agents'
+target Deployments and ConfigMaps (those labelled ``dgm.io/target``). A separate list+watch of every candidate keeps only a compact
 :class:`CandidateSummary` of each: what the archive, the phase counts and the attention
 check read. 50,000 decided candidates then cost tens of MB, not the full objects and not
 kopf's per-object machinery.
