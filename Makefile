@@ -4,12 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo help venv controlplane helm crds manifests test test-unit test-integration lint e2e-kind bench clean
+.PHONY: demo help venv controlplane image node-deps helm crds manifests test test-unit test-integration lint e2e-kind bench clean
+
+# The dev cluster's binaries (control plane and node) and images: built on first use, then
+# cached (~/.cache/dgm-operator); the directories are handed to the dev cluster and the tests.
+CLUSTER_ENV = DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+  DGM_IMAGES_DIR=$$(bash hack/build-images.sh) && export DGM_IMAGES_DIR
 
 help:
 	@echo "make demo          an agent improving itself on a dev cluster (the first command to try)"
 	@echo "make test          unit + integration tests (builds or reuses the control plane)"
-	@echo "make controlplane  build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules"
+	@echo "make controlplane  build the dev cluster from Go modules: etcd, kube-apiserver, kube-controller-manager,"
+	@echo "                   kubectl, and the node: kubelet, kube-scheduler, kube-proxy, containerd, kube-router, pause"
+	@echo "make image         build the images (operator, sample agent, grader, pause) with podman, no registry needed"
+	@echo "make node-deps     install what the real node and the image build need (Debian packages; root)"
 	@echo "make crds          regenerate crds/*.yaml from the pydantic models (and their copies in the chart)"
 	@echo "make manifests     render manifests/ from charts/dgm-operator (builds helm from Go modules)"
 	@echo "make e2e-kind      end-to-end tests on kind (hosts with Docker only)"
@@ -24,6 +32,12 @@ venv: $(PY)
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
+image:
+	@bash hack/build-images.sh >/dev/null
+
+node-deps:
+	bash hack/install-node-deps.sh
+
 helm:
 	@bash hack/build-helm.sh >/dev/null
 
@@ -36,7 +50,7 @@ manifests: $(PY)
 	PYTHON=$(PY) bash hack/render-manifests.sh
 
 demo: $(PY)
-	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	$(CLUSTER_ENV) && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/dgm demo $(DEMO_ARGS)
 
 # the one-way imports between the package's rooms (pyproject.toml [tool.importlinter])
@@ -48,14 +62,14 @@ lint: $(PY)
 test-unit: $(PY)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# The control plane directory is resolved once (built on first use, then cached) and
-# handed to the tests; KUBEBUILDER_ASSETS, when set, is used as it is.
+# The binaries and images are resolved once (built on first use, then cached) and handed to
+# the tests; KUBEBUILDER_ASSETS, when set, supplies the control plane.
 test-integration: $(PY)
-	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	$(CLUSTER_ENV) && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 test: $(PY) lint
-	DGM_CONTROLPLANE_DIR=$$(bash hack/build-controlplane.sh) && export DGM_CONTROLPLANE_DIR && \
+	$(CLUSTER_ENV) && \
 	  PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 e2e-kind: $(PY)

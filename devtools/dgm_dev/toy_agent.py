@@ -34,12 +34,19 @@ while True:
 """
 
 
+# Any image with python and the dgm CLI: the sample agent's, built by `make image` and imported
+# into the dev cluster's real node (tag `dev`: IfNotPresent, never pulled).
+TOY_IMAGE = "dgm-sample-agent:dev"
+
+
 def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurrent=2, on_regression=False,
                 timeout=60, max_candidates=200) -> list[dict]:
     agent_spec = {
         "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
         "evaluation": {
-            "image": "example.invalid/toy:1",
+            # the toy's benchmark is its grader: the explicit single-process opt-out
+            "mode": "SingleProcess",
+            "image": TOY_IMAGE,
             "command": ["dgm", "evaluate", "--", "python", "-c", TOY_BENCH],
             "metrics": [{"name": "accuracy", "goal": "maximize", "weight": 1.0}],
             "timeoutSeconds": timeout,
@@ -55,10 +62,13 @@ def toy_objects(namespace: str, *, settings: dict, auto_apply=True, max_concurre
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "toy-config", "namespace": namespace},
          "data": {"settings.json": json.dumps(settings), "notes.txt": "kept as is\n"}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "toy", "namespace": namespace},
-         "spec": {"replicas": 1, "progressDeadlineSeconds": 6, "selector": {"matchLabels": {"app": "toy"}},
+         # minReadySeconds: on a real kubelet a container that exits at once is Running (so
+         # Ready, without a probe) for a moment; only a pod that stays up 2 s counts as available
+         "spec": {"replicas": 1, "progressDeadlineSeconds": 6, "minReadySeconds": 2,
+                  "selector": {"matchLabels": {"app": "toy"}},
                   "template": {"metadata": {"labels": {"app": "toy"}}, "spec": {
                       "terminationGracePeriodSeconds": 1,
-                      "containers": [{"name": "agent", "image": "example.invalid/toy:1",
+                      "containers": [{"name": "agent", "image": TOY_IMAGE,
                                       "command": ["python", "-c", TOY_SERVE],
                                       "env": [{"name": "CONFIG_DIR", "value": "/config"}],
                                       "volumeMounts": [{"name": "config", "mountPath": "/config"}]}],

@@ -18,14 +18,21 @@ ENTRY_POINT_GROUP = "dgm.commands"
 # subcommand -> (module, function taking argv list and returning an exit code, help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "crds": ("dgm_operator.api.crdgen", "main", "write crds/*.yaml from the pydantic models"),
-    "evaluate": ("dgm_operator.grader.evaluate", "main", "run a benchmark command and write the termination log"),
+    "evaluate": ("dgm_operator.grader.evaluate", "main", "run a benchmark command in-process and write the termination log"),
+    "grade": ("dgm_operator.grader.grade", "main", "drive an agent (A2A or HTTP) through a task suite; write the termination log"),
     "run": ("dgm_operator.controller.run", "main", "run the operator"),
+    "egress-check": ("dgm_operator.grader.egress", "main", "prove from inside a sandbox pod that egress is denied"),
+    "propose-llm": ("dgm_operator.proposal.llm", "main",
+                    "(in a proposal Job) ask an OpenAI-compatible model for a candidate"),
+    "proposal-result": ("dgm_operator.proposal.result", "main",
+                        "(in a proposal Job) print the proposer's output for the operator"),
 }
 # commands of the development tools, named here only to say where they come from
 DEV_COMMANDS: dict[str, str] = {
     "dev-cluster": "start, stop or inspect the local dev cluster",
     "demo": "the quickstart agent improving itself on a dev cluster",
     "bench": "benchmarks: search (engine), lifecycle (latency), scale (memory, requests, lag), failover",
+    "llm-standin": "a stand-in OpenAI-compatible server (scripted replies, not a model) for tests",
 }
 
 
@@ -37,10 +44,10 @@ def usage() -> str:
     plugins = _plugins()
     lines = ["usage: dgm COMMAND [ARGS...]", "", "commands:"]
     for name, (_, _, help_text) in COMMANDS.items():
-        lines.append(f"  {name:<12} {help_text}")
+        lines.append(f"  {name:<16} {help_text}")
     for name, help_text in DEV_COMMANDS.items():
         note = "" if name in plugins else "  (needs the development tools: pip install ./devtools)"
-        lines.append(f"  {name:<12} {help_text}{note}")
+        lines.append(f"  {name:<16} {help_text}{note}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from harness import REPO, Env, Operator
 
-from dgm_dev.devcluster import DevCluster, find_bin_dir
+from dgm_dev.devcluster import DevCluster, find_bin_dir, hoststate
 
 
 class ClusterHandle:
@@ -56,6 +56,8 @@ def cluster():
             pytest.fail(f"DGM_TEST_KUBECONFIG={reuse}: the cluster is not ready: {ready.stderr.strip()}")
     else:
         tmp = tempfile.mkdtemp(prefix="dgm-test-cluster-")
+        # the host before the real node touches it: after `down`, nothing may differ
+        before = hoststate.snapshot()
         dc = DevCluster(Path(tmp) / "state")
         try:
             dc.up()
@@ -72,8 +74,10 @@ def cluster():
         else:
             os.environ["KUBECONFIG"] = old_kubeconfig
         if dc is not None:
-            dc.down()
+            dc.down()  # with the real node, down itself fails naming anything it left
             shutil.rmtree(tmp, ignore_errors=True)
+            left = hoststate.leftovers(before, dirs=[str(dc.state_dir)], gone=[str(dc.state_dir)])
+            assert left == [], "the dev cluster's `down` left these behind:\n" + "\n".join(left)
 
 
 @pytest.fixture

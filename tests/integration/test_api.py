@@ -131,7 +131,7 @@ def _agent_with(path: tuple, value) -> dict:
 INVALID_AGENTS = [
     ("parent-selection", ("archive", "parentSelection"), "best",
      ["spec.archive.parentSelection", "Unsupported value"]),
-    ("proposer-type", ("proposer", "type"), "llm", ["spec.proposer.type", "Unsupported value"]),
+    ("proposer-type", ("proposer", "type"), "gpt", ["spec.proposer.type", "Unsupported value"]),
     ("negative-concurrency", ("policy", "maxConcurrentCandidates"), -1,
      ["spec.policy.maxConcurrentCandidates", "greater than or equal to 1"]),
     ("safety-threshold", ("policy", "safetyThreshold"), 1.5,

@@ -3,12 +3,16 @@
 helm is built from its Go module by hack/build-helm.sh (cached outside the repo). The
 cluster-wide install is applied to the dev cluster and its service account's permissions
 are checked with `kubectl auth can-i`: it can do what the operator does and nothing more.
-The operator Deployment runs 0 replicas here (no image is pulled on the dev node)."""
+The RBAC checks render with 0 replicas; `test_helm_install_runs_the_operator_image` installs
+the chart with the image built here (`make image`, imported into the dev cluster's real node)
+and checks that the operator pod becomes Ready, stays up and serves metrics through its Service."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -343,3 +347,73 @@ def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, name
         assert not can_i(cluster, who, "list", "clusterkopfpeerings.kopf.dev", None)
     finally:
         _delete_cluster_scoped(cluster, docs)
+
+
+def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
+    """The chart as shipped, with the locally built image, on containerd: UID 65532 has no
+    passwd entry from the runtime, so this is where kopf's getpwuid() crash showed."""
+    node = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    if not node or not node[0]["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://"):
+        pytest.skip("needs the dev cluster's real node (the image is imported there)")
+    release = f"i{namespace[2:]}"
+    env = dict(os.environ, KUBECONFIG=cluster.kubeconfig)
+    args = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
+            "--set", "image.repository=dgm-operator", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
+            "--set", f"watchNamespaces={{{namespace}}}", "--set", "liveness.initialDelaySeconds=2",
+            # the aggregated ClusterRoles are cluster-wide; another test applies them already
+            "--set", "rbac.aggregatedRoles=false",
+            "--wait", "--timeout", "120s"]
+    proc = subprocess.run([helm, *args], capture_output=True, text=True, env=env, timeout=180)
+    try:
+        assert proc.returncode == 0, f"helm install failed:\n{proc.stdout}\n{proc.stderr}\n" + \
+            cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout + \
+            cluster.kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/component=operator", "--tail=40",
+                            check=False).stdout
+
+        def pods():
+            return json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                              "app.kubernetes.io/component=operator", "-o", "json").stdout)["items"]
+
+        def ready():
+            items = pods()
+            return items and all(c["type"] != "Ready" or c["status"] == "True"
+                                 for c in items[0]["status"].get("conditions", [])) and \
+                items[0]["status"].get("phase") == "Running" and items[0]
+        pod = wait_for("the operator pod Ready", ready, timeout=120)
+        name = pod["metadata"]["name"]
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, status
+        assert status["imageID"], "the image came from the node's containerd"
+        # kopf started (its identity from POD_ID), and it keeps running
+        wait_for("kopf to start", lambda: "getpwuid" not in (log := cluster.kubectl(
+            "logs", name, "-n", namespace).stdout) and log.strip(), timeout=60)
+        # metrics through the Service, from another pod
+        svc = json.loads(cluster.kubectl("get", "service", f"{release}-dgm-operator-metrics", "-n", namespace,
+                                         "-o", "json", check=False).stdout or "{}")
+        if not svc:  # the release name may already contain the chart name
+            svc = json.loads(cluster.kubectl("get", "services", "-n", namespace, "-o", "json").stdout)["items"][0]
+        ip = svc["spec"]["clusterIP"]
+        scrape = textwrap.dedent(f"""
+            import time, urllib.request
+            for _ in range(60):
+                try:
+                    body = urllib.request.urlopen("http://{ip}:9090/metrics", timeout=2).read().decode()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            open("/dev/termination-log", "w").write("\\n".join(l for l in body.splitlines() if l.startswith("dgm_"))[:3000] or body[:3000])
+            """)
+        cluster.kubectl("run", "scrape", "-n", namespace, "--image=dgm-sample-agent:dev", "--image-pull-policy=Never",
+                        "--restart=Never", "--command", "--", "python3", "-c", scrape)
+
+        def scraped():
+            p = json.loads(cluster.kubectl("get", "pod", "scrape", "-n", namespace, "-o", "json").stdout)
+            st = (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
+            return st.get("terminated")
+        term = wait_for("the metrics scrape", scraped, timeout=90)
+        assert term["exitCode"] == 0 and "dgm_" in term.get("message", ""), term
+        pod = json.loads(cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout)
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        subprocess.run([helm, "uninstall", release, "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
+                        "--wait", "--timeout", "60s"], capture_output=True, text=True, env=env, timeout=120)

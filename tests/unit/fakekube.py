@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dgm_operator.api import constants
-from dgm_operator.controller.kubeapi import Conflict, NotFound
+from dgm_operator.controller.kubeapi import Conflict, ContainerEnd, NotFound
 
 KINDS = {"DGMAgent": "agent", "ImprovementCandidate": "candidate", "ConfigMap": "configmap",
          "Deployment": "deployment", "Job": "job", "NetworkPolicy": "networkpolicy"}
@@ -47,7 +47,8 @@ class FakeKube:
         self.writes: list[Write] = []
         self.reads: list[tuple[str, str, str]] = []  # (verb, kind, name) of every read
         self.events: list[tuple[str, str, str, bool]] = []  # (object name, reason, message, warning)
-        self.pod_messages: dict[str, tuple[str | None, int | None]] = {}
+        self.pods: dict[str, dict[str, ContainerEnd]] = {}  # Job name -> its pod's containers
+        self.container_logs: dict[tuple[str, str], str] = {}  # (job, container) -> log
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
         self._created = itertools.count(1)
@@ -72,11 +73,20 @@ class FakeKube:
         return self.obj(kind, namespace, name)
 
     def finish_job(self, namespace: str, name: str, *, succeeded: bool = True, reason: str = "",
-                   message: str | None = None, exit_code: int | None = 0) -> None:
+                   message: str | None = None, exit_code: int | None = 0, container_reason: str = "",
+                   containers: dict[str, ContainerEnd] | None = None) -> None:
+        """The Job finished; its main container (grader or evaluate) ended with ``message``
+        and ``exit_code``, or the given ``containers`` ended as given."""
         job = self.objects[("job", namespace, name)]
         job["status"] = {"conditions": [{"type": "Complete" if succeeded else "Failed", "status": "True",
                                          "reason": reason}]}
-        self.pod_messages[name] = (message, exit_code)
+        main = job["spec"]["template"]["spec"]["containers"][0]["name"]
+        self.pods[name] = containers if containers is not None else {
+            main: ContainerEnd(message, exit_code, container_reason or ("Completed" if exit_code == 0 else "Error"))}
+
+    def pod_waiting(self, namespace: str, job: str, container: str, reason: str, message: str = "") -> None:
+        """A container of the Job's pod cannot start (the Job itself still runs)."""
+        self.pods.setdefault(job, {})[container] = ContainerEnd(message, None, reason, waiting=True)
 
     def set_rollout(self, namespace: str, name: str, *, complete: bool = False, failed: bool = False) -> None:
         dep = self.objects[("deployment", namespace, name)]
@@ -174,9 +184,32 @@ class FakeKube:
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
         return copy.deepcopy(stored)
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
         self.reads.append(("list", "pod", job_name))
-        return self.pod_messages.get(job_name, (None, None))
+        return dict(self.pods.get(job_name, {}))
+
+    def ping(self) -> None:
+        return None
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Equality (``k=v``) and absence (``!k``) terms, as the API server reads them."""
+        terms = selector.split(",")
+        wanted = dict(t.split("=", 1) for t in terms if "=" in t)
+        absent = [t[1:] for t in terms if t.startswith("!")]
+
+        def matches(labels: dict[str, str]) -> bool:
+            return all(labels.get(k) == v for k, v in wanted.items()) and not any(k in labels for k in absent)
+
+        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                if kind == "job" and ns == namespace and matches(o["metadata"].get("labels") or {})]
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        return self._patch({"kind": "Job", "metadata": {"namespace": namespace, "name": name}}, "patch",
+                           {"metadata": dict(metadata)})
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        log = self.container_logs.get((job_name, container))
+        return None if log is None else log.encode()[:limit_bytes].decode("utf-8", "replace")
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append((obj["metadata"]["name"], reason, message, warning))

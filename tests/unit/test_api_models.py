@@ -59,7 +59,8 @@ def test_agent_defaults():
     assert (p.safety_threshold, p.max_concurrent_candidates, p.improvement_interval_minutes) == (0.8, 3, 30)
     assert p.min_improvement == 0.01 and p.auto_apply is False and p.allowed_files == ["**"]
     assert p.max_change_bytes == 65536 and p.rollback.on_regression and p.rollback.on_rollout_failure
-    assert agent.spec.archive.parent_selection is ParentSelection.DGM and agent.spec.archive.max_candidates == 200
+    # the default is what `dgm bench search` showed best overall (docs/search.md)
+    assert agent.spec.archive.parent_selection is ParentSelection.ADAPTIVE and agent.spec.archive.max_candidates == 200
     assert agent.spec.proposer.type is ProposerType.HEURISTIC
     ev = agent.spec.evaluation
     assert ev.repeats == 1 and ev.timeout_seconds == 600 and ev.stages == [] and ev.metrics[0].weight == 1.0
@@ -121,7 +122,7 @@ def test_candidate_validation_errors_name_the_field(spec, field):
         (("policy", "maxConcurrentCandidates"), 0, "maxConcurrentCandidates"),
         (("archive", "parentSelection"), "best", "parentSelection"),
         (("evaluation", "repeats"), 21, "repeats"),
-        (("proposer", "type"), "llm", "type"),
+        (("proposer", "type"), "gpt", "type"),
     ],
 )
 def test_agent_validation_errors_name_the_field(path, value, field):

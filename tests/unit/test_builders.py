@@ -7,15 +7,26 @@ OWNER = {"apiVersion": "dgm.io/v1alpha1", "kind": "ImprovementCandidate", "name"
          "controller": True, "blockOwnerDeletion": True}
 
 
+GRADER = builders.ContainerRun("example/grader:1", ["dgm", "grade", "--a2a", "http://127.0.0.1:8000"],
+                               ["--subset", "quick"], [{"name": "A", "value": "1"}])
+AGENT = builders.ContainerRun("example/agent:2", ["agent", "serve"], ["--port", "8000"], [{"name": "B", "value": "2"}])
+RESTRICTED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def job(**overrides):
     kwargs = dict(
         name="c1-eval-full", namespace="ns", owner=OWNER, labels={constants.LABEL_CANDIDATE: "c1"},
-        image="example/agent:1", command=["dgm", "evaluate", "--", "bench"], args=["--subset", "quick"],
-        env=[{"name": "A", "value": "1"}], workspace_configmap="c1-workspace", timeout_seconds=120,
+        grader=GRADER, agent=AGENT, agent_port=8000, workspace_configmap="c1-workspace", timeout_seconds=120,
         repeats=3, stage="full",
     )
     kwargs.update(overrides)
     return builders.evaluation_job(**kwargs)
+
+
+def containers(j):
+    pod = j["spec"]["template"]["spec"]
+    return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
 
 
 def test_evaluation_job_matches_the_sandbox_contract():
@@ -25,32 +36,51 @@ def test_evaluation_job_matches_the_sandbox_contract():
     assert spec["activeDeadlineSeconds"] == 120
     assert spec["ttlSecondsAfterFinished"] == builders.JOB_TTL_SECONDS
     pod = spec["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is False and pod["shareProcessNamespace"] is False
     assert pod["restartPolicy"] == "Never"
-    assert pod["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    (c,) = pod["containers"]
-    assert c["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    assert c["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}
-    assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in c["volumeMounts"]
-    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
-    assert pod["volumes"] == [
-        {"name": "workspace", "configMap": {"name": "c1-workspace"}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-    ]
-    env = {e["name"]: e["value"] for e in c["env"]}
-    assert env == {"A": "1", "DGM_STAGE": "full", "DGM_REPEATS": "3", "DGM_WORKSPACE": "/workspace", "HOME": "/tmp"}
-    assert c["args"] == ["--subset", "quick"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    # the egress check runs first, then the agent (a native sidecar), then the grader
+    assert [c["name"] for c in pod["initContainers"]] == ["egress-check", "agent"]
+    assert [c["name"] for c in pod["containers"]] == ["grader"]
+    by_name = containers(j)
+    for c in by_name.values():
+        uid = c["securityContext"]["runAsUser"]
+        assert {k: v for k, v in c["securityContext"].items() if k not in ("runAsUser", "runAsGroup")} == RESTRICTED
+        assert c["securityContext"]["runAsGroup"] == uid and "resources" in c
+    assert by_name["agent"]["securityContext"]["runAsUser"] != by_name["grader"]["securityContext"]["runAsUser"]
+    assert by_name["agent"]["restartPolicy"] == "Always"
+    assert by_name["agent"]["image"] == "example/agent:2" and by_name["grader"]["image"] == "example/grader:1"
+    assert by_name["egress-check"]["image"] == "example/grader:1"
+    assert by_name["egress-check"]["command"][:2] == ["dgm", "egress-check"]
+    # the candidate's files only in the agent's container, read-only; no shared writable volume
+    assert by_name["agent"]["volumeMounts"] == [{"name": "workspace", "mountPath": "/workspace", "readOnly": True},
+                                               {"name": "agent-tmp", "mountPath": "/tmp"}]
+    assert by_name["grader"]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert "volumeMounts" not in by_name["egress-check"]
+    assert by_name["grader"]["terminationMessagePolicy"] == "File"
+    env = {e["name"]: e["value"] for e in by_name["grader"]["env"]}
+    assert env == {"A": "1", "DGM_STAGE": "full", "DGM_REPEATS": "3", "HOME": "/tmp",
+                   "DGM_AGENT_URL": "http://127.0.0.1:8000"}
+    assert by_name["grader"]["args"] == ["--subset", "quick"]
+    assert by_name["grader"]["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"},
+                                              "requests": {"cpu": "100m", "memory": "128Mi"}}
     assert j["metadata"]["ownerReferences"] == [OWNER]
     for labels in (j["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
         assert labels[constants.LABEL_SANDBOX] == "true"
         assert labels[constants.LABEL_CANDIDATE] == "c1"
     assert "runtimeClassName" not in pod
+
+
+def test_single_process_mode_runs_one_container_with_the_files():
+    j = job(agent=None, egress_check_seconds=None)
+    pod = j["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    (c,) = pod["containers"]
+    assert c["name"] == "evaluate" and c["workingDir"] == "/workspace"
+    assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in c["volumeMounts"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert {e["name"]: e["value"] for e in c["env"]}["DGM_WORKSPACE"] == "/workspace"
 
 
 def test_evaluation_job_sandbox_options_and_pod_labels_cannot_unset_the_sandbox_label():
@@ -65,6 +95,7 @@ def test_evaluation_job_sandbox_options_and_pod_labels_cannot_unset_the_sandbox_
     assert pod["metadata"]["labels"][constants.LABEL_SANDBOX] == "true"
     assert pod["metadata"]["labels"]["team"] == "a"
     assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    assert containers(j)["agent"]["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
 
 
 def test_network_policy_denies_all_egress_of_sandboxes():

@@ -186,10 +186,11 @@ EXPECTED = {
     ("dgm.io", "dgmagents/status"): {"get", "patch", "update"},
     ("dgm.io", "improvementcandidates/status"): {"get", "patch", "update"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},  # patch: a proposal Job read back
     ("networking.k8s.io", "networkpolicies"): {"get", "create"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},  # the result of a proposal Job
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -284,12 +285,25 @@ def test_manifests_create_the_peering_object_the_operator_names():
 # -- Dockerfile ------------------------------------------------------------------------------
 def test_dockerfile_runs_non_root_with_the_operator_entrypoint():
     text = (ROOT / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM (\S+)", text, re.M)
-    assert stages == ["python:3.11-slim", "python:3.11-slim"]
-    final = text.split("\nFROM ")[-1]
-    assert re.search(r"^USER 65532(:65532)?$", final, re.M)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.M), "a registry's base by default"
+    stages = re.findall(r"^FROM (\S+) AS (\S+)", text, re.M)
+    assert stages == [("${BASE_IMAGE}", "builder"), ("${BASE_IMAGE}", "runtime"), ("runtime", "sample-agent"),
+                      ("runtime", "grader"), ("runtime", "operator")]
+    by_stage = dict(zip([n for _, n in stages], re.split(r"^FROM .*$", text, flags=re.M)[1:]))
+    runtime, final = by_stage["runtime"], by_stage["operator"]
+    assert re.search(r"^USER 65532(:65532)?$", runtime, re.M)
+    assert "dgm:x:65532:65532:" in runtime, "a passwd entry: kopf asks for the user name (getpwuid)"
+    assert "import dgm_operator.controller.handlers" in runtime, "the build check imports the runtime modules"
     assert '\nENTRYPOINT ["dgm", "run"]' in final
     assert re.search(r"^EXPOSE 8080 8081 9090$", final, re.M)
-    assert "COPY operator" not in final, "the final stage installs the wheel only"
+    assert "sample-qa.yaml" in by_stage["grader"] and "sample-qa" not in by_stage["sample-agent"], \
+        "the task suite's answers are in the grader's image only"
+    for stage in ("runtime", "sample-agent", "grader", "operator"):
+        assert "COPY operator" not in by_stage[stage], "the runtime stages copy the installed packages only"
+    builder = by_stage["builder"]
+    assert "PIP_CONSTRAINT=/src/image-constraints.txt" in builder, "dependencies pinned for the image build"
+    assert "--mount=type=secret,id=ca_bundle" in builder, "the CA bundle is a build secret, not a layer"
+    pins = (ROOT / "image-constraints.txt").read_text()
+    assert re.search(r"^kopf==\S+$", pins, re.M) and re.search(r"^kubernetes==\S+$", pins, re.M)
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:] and "!operator/" in ignore

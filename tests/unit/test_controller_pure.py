@@ -88,3 +88,12 @@ def test_needs_attention():
     assert not needs_attention(cand("Applied", "Verified")) and not needs_attention(cand("Applied", "RolloutComplete"))
     for phase in ("Rejected", "Failed", "RolledBack"):
         assert not needs_attention(cand(phase))
+
+
+def test_the_default_proposal_seed_is_the_same_in_every_process():
+    import subprocess
+    import sys
+    code = "from dgm_operator.controller.proposals import stable_seed; print(stable_seed('uid-1'))"
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(runs) == 1 and int(runs.pop()) > 0

@@ -121,7 +121,11 @@ def test_schema_details():
                      "description": tests["description"]}
     agent = _crd("DGMAgent")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert agent["properties"]["policy"]["properties"]["safetyThreshold"]["default"] == 0.8
-    assert agent["properties"]["archive"]["properties"]["parentSelection"]["enum"] == ["dgm", "greedy", "random"]
+    assert agent["properties"]["archive"]["properties"]["parentSelection"]["enum"] == [
+        "dgm", "greedy", "random", "hgm", "adaptive", "elite"]
+    assert agent["properties"]["archive"]["properties"]["parentSelection"]["default"] == "adaptive"
+    assert agent["properties"]["proposer"]["properties"]["sampler"]["enum"] == ["tpe", "cmaes", "random", "mutation"]
+    assert agent["properties"]["evaluation"]["properties"]["promotion"]["enum"] == ["rank", "threshold"]
 
 
 def test_reference_lists_fields_of_both_kinds():

@@ -1,4 +1,5 @@
 import ast
+import math
 import json
 import pathlib
 
@@ -73,7 +74,7 @@ def test_sign_test_and_pairing():
 
 def test_best_at_follows_the_trace():
     run = bench.RunResult(best=0.5, trace=[(1.0, 0.1), (2.2, 0.3), (3.2, 0.5)])
-    assert [run.best_at(c) for c in (0.5, 1.0, 2.0, 2.2, 3.0, 9.0)] == [0.0, 0.1, 0.1, 0.3, 0.3, 0.5]
+    assert [run.best_at(c) for c in (0.5, 1.0, 2.0, 2.2, 3.0, 9.0)] == [-math.inf, 0.1, 0.1, 0.3, 0.3, 0.5]
     assert run.compute_to(0.3) == 2.2 and run.compute_to(0.6) is None
 
 
@@ -81,9 +82,70 @@ def test_staging_reports_every_saving(capsys):
     assert bench.main(["search", "--seeds", "2", "--budget", "20", "--methods", "dgm,greedy",
                        "--landscapes", "smooth", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["search"]["smooth"]["greedy"]["dgm_vs"]["wins"] + res["search"]["smooth"]["greedy"]["dgm_vs"]["losses"] \
-        + res["search"]["smooth"]["greedy"]["dgm_vs"]["ties"] == 2
-    assert res["search"]["smooth"]["dgm"]["dgm_vs"] is None
-    staging = res["staging"]["smooth"]
-    assert {"compute_saved", "compute_saved_all_seeds", "compute_saved_curve"} <= set(staging)
-    assert staging["compute_saved_all_seeds"] <= 1.0
+    vs = res["search"]["smooth"]["greedy"]["default_vs"]
+    assert vs["wins"] + vs["losses"] + vs["ties"] == 2
+    assert res["search"]["smooth"][res["default"]]["default_vs"] is None
+    for rule in ("rank", "threshold"):
+        staging = res["staging"]["smooth"][rule]
+        assert {"compute_saved_reached", "compute_saved_all_seeds", "reached_fraction"} <= set(staging)
+        assert staging["compute_saved_all_seeds"] <= 1.0
+
+
+def test_rugged_nk_is_rescaled_to_its_exact_range():
+    import itertools
+    land = bench.make_landscape("rugged", 3)
+    keys = [p.key for p in land.space]
+    assert len(keys) == 16 and land.bounds == (0.0, 1.0)
+    values = [land.quality(dict(zip(keys, bits)), None)[0]
+              for bits in itertools.islice(itertools.product((False, True), repeat=16), 0, 65536, 33)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    # the instance depends on the seed
+    start = {k: False for k in keys}
+    assert land.quality(start, None) != bench.make_landscape("rugged", 4).quality(start, None)
+
+
+def test_duplicates_are_not_evaluated():
+    run = bench.run_archive("greedy", bench.make_landscape("rugged", 0), 60, 0)
+    # 16 bools: greedy re-proposes neighbours it already has; those cost nothing
+    assert run.duplicates > 0
+    assert run.trace[-1][0] <= 60.0 and len(run.trace) == int(run.trace[-1][0])
+
+
+def test_user_landscape_through_module_callable(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mylands.py").write_text(
+        "from dgm_dev.bench.search import Landscape, box\n"
+        "def make(seed):\n"
+        "    def quality(p, rng):\n"
+        "        t = 1 - abs(p['x0'] - 0.7) - abs(p['x1'] - 0.2)\n"
+        "        return t + rng.gauss(0, 0.01), t\n"
+        "    return Landscape('mine', box(2), quality, bounds=(-1.0, 1.0), optimum=1.0)\n"
+        "def broken(seed):\n"
+        "    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert bench.main(["search", "--seeds", "2", "--budget", "30", "--methods", "greedy,adaptive",
+                       "--landscapes", "", "--landscape", "mylands:make", "--no-staging", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["search"]) == {"mine"}
+    assert res["search"]["mine"]["greedy"]["best_mean"] > 0.5
+    import pytest
+    with pytest.raises(SystemExit):
+        bench.main(["search", "--landscape", "mylands:broken"])
+    assert "returned int, not a Landscape" in capsys.readouterr().err
+
+
+def test_sample_agent_landscape_runs_the_real_benchmark():
+    land = bench.make_landscape("sample-agent", 0)
+    start = {p.key: v for p, v in zip(land.space, [bench.current_value(p, bench._start_files(land))
+                                                   for p in land.space])}
+    assert land.quality(start, None) == (0.0, 0.0)  # the default config is the reference
+    better = {**start, "retrieval.scorer": "bm25", "text.stopwords": True}
+    observed, true = land.quality(better, None)
+    assert observed == true and true != 0.0
+    assert land.cheap is not None and land.cheap_cost == 0.25
+
+
+def test_rank_staging_promotes_about_one_in_eta():
+    run = bench.run_archive("greedy", bench.make_landscape("smooth", 1), 60, 1, staging="rank", eta=3.0)
+    full = len(run.trace) - 1
+    children = round((run.trace[-1][0] - 1 - 0.2 - full) / 0.2)
+    assert children > 0 and full <= children / 3 + 5

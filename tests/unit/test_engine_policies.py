@@ -64,3 +64,15 @@ def test_reasons_are_camel_case():
     import re
     for reason in re.findall(r'Decision\("([^"]+)"', src):
         assert re.fullmatch(r"[A-Z][A-Za-z]+", reason), reason
+
+
+def test_rank_promotion_policy():
+    from dgm_operator.engine.policies import Facts, stage_failed
+    rank = dict(stage=0, stage_promotion="rank", eta=2.0)
+    assert stage_failed(Facts(stage_score=0.3, stage_peers=[0.1, 0.2, 0.5], **rank)) is None  # top 2 of 4
+    d = stage_failed(Facts(stage_score=0.15, stage_peers=[0.1, 0.2, 0.5], **rank))
+    assert d is not None and d.reason == "StageNotPromoted" and "rank 3 of 4" in d.message
+    floor = stage_failed(Facts(stage_score=0.3, stage_peers=[], stage_threshold=0.5, **rank))
+    assert floor is not None and floor.reason == "StageNotPromoted" and "floor" in floor.message
+    # the threshold rule is unchanged
+    assert stage_failed(Facts(stage=0, stage_score=0.05, stage_threshold=0.1)).reason == "StageThresholdNotMet"

@@ -1,7 +1,9 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from dgm_operator.engine.safety import SafetyPolicy, analyze, score_findings
+from dgm_operator.engine.safety import (
+    DEFAULT_PROTECTED_FILES, MAX_FINDINGS, SafetyPolicy, analyze, configmap_key_problem, parent_findings,
+    score_findings)
 from dgm_operator.engine.types import Finding, SearchParam, Severity
 
 
@@ -14,7 +16,9 @@ def test_clean_change_scores_one():
     assert report.score == 1.0 and report.findings == ()
 
 
-@pytest.mark.parametrize("name", ["../x.py", "/etc/passwd", "a\\b.py", "a\x00.py", "", "dir/../../x", "C:x"])
+@pytest.mark.parametrize("name", ["../x.py", "/etc/passwd", "a\\b.py", "a\x00.py", "", "dir/../../x", "C:x",
+                                  "ranker.py\n", "..data", "..x", ".", "..", "a" * 254, "dir/x.py", "bad key", "é.py",
+                                  "x.py\t", "\nx.py"])
 def test_bad_paths_are_critical(name):
     report = analyze({name: "X = 1\n"})
     assert report.score == 0.0 and ("path", Severity.CRITICAL) in rules({name: "X = 1\n"})
@@ -31,8 +35,8 @@ def test_bad_paths_are_critical(name):
     ("import socket", "forbidden_import"),
     ("import ctypes", "forbidden_import"),
     ("import importlib", "forbidden_import"),
-    ("open('/etc/x', 'w').write('1')", "forbidden_call"),
-    ("open('../x', mode='a')", "forbidden_call"),
+    ("open('/etc/x', 'w').write('1')", "file_write"),
+    ("open('../x', mode='a')", "file_write"),
 ])
 def test_forbidden_constructs_are_critical(code, rule):
     report = analyze({"a.py": code + "\n"})
@@ -44,10 +48,13 @@ def test_lesser_findings():
     assert ("import_not_allowed", Severity.HIGH) in rules({"a.py": "import requests\n"})
     assert analyze({"a.py": "import requests\n"}).score == pytest.approx(0.7)
     assert analyze({"a.py": "import mymath\n"}, SafetyPolicy(allowed_imports=frozenset({"mymath"}))).score == 1.0
-    assert ("python_syntax", Severity.HIGH) in rules({"a.py": "def (:\n"})
-    assert ("dunder_access", Severity.HIGH) in rules({"a.py": "().__class__.__bases__[0].__subclasses__()\n"})
-    assert ("dynamic_open", Severity.MEDIUM) in rules({"a.py": "p = 'x'\nopen(p, 'w')\n"})
-    assert rules({"a.py": "open('data.txt').read()\nopen('/tmp/out', 'w')\n"}) == set()
+    assert ("python_syntax", Severity.CRITICAL) in rules({"a.py": "def (:\n"})
+    assert ("dunder_access", Severity.CRITICAL) in rules({"a.py": "().__class__.__bases__[0].__subclasses__()\n"})
+    # writing files: high (rejected at the default threshold), critical outside /tmp and the workspace
+    assert rules({"a.py": "p = 'x'\nopen(p, 'w')\n"}) == {("file_write", Severity.HIGH)}
+    assert rules({"a.py": "open('/tmp/out', 'w')\n"}) == {("file_write", Severity.HIGH)}
+    assert rules({"a.py": "m = 'w'\nopen('x', m)\n"}) == {("file_write", Severity.HIGH)}
+    assert rules({"a.py": "open('data.txt').read()\nopen('data.txt', 'rb')\nopen('d', mode='r')\n"}) == set()
 
 
 def test_files_sizes_and_protected():
@@ -64,8 +71,8 @@ def test_config_parsing_and_search_space():
     space = (SearchParam("c.yaml", "r.top_k", "int", 1, 10), SearchParam("c.yaml", "mode", "choice", choices=("a", "b")),
              SearchParam("s.py", "T", "float", 0, 1), SearchParam("c.json", "on", "bool"))
     policy = SafetyPolicy(search_space=space)
-    assert ("config_syntax", Severity.HIGH) in rules({"c.yaml": "a: [1,\n"}, policy)
-    assert ("config_syntax", Severity.HIGH) in rules({"c.json": "{"}, policy)
+    assert ("config_syntax", Severity.CRITICAL) in rules({"c.yaml": "a: [1,\n"}, policy)
+    assert ("config_syntax", Severity.CRITICAL) in rules({"c.json": "{"}, policy)
     assert rules({"c.yaml": "r:\n  top_k: 11\nmode: a\n"}, policy) == {("search_space_range", Severity.MEDIUM)}
     assert rules({"c.yaml": "r:\n  top_k: 2.5\nmode: c\n"}, policy) == {
         ("search_space_type", Severity.HIGH), ("search_space_range", Severity.MEDIUM)}
@@ -104,3 +111,50 @@ def test_score_monotone_in_findings(sevs):
     assert score_findings(findings + [Finding("r", Severity.LOW, None, "m")]) <= score
     if Severity.CRITICAL in sevs:
         assert score == 0.0
+
+
+def test_configmap_key_rule_is_kubernetes_own():
+    for ok in ("config.yaml", "ranker.py", "a-b_c.d", "x" * 253, ".hidden", "a..b"):
+        assert configmap_key_problem(ok) is None, ok
+    assert "atomic writer" in configmap_key_problem("..data")
+    assert "253" in configmap_key_problem("x" * 254)
+    assert configmap_key_problem("ranker.py\n") is not None  # the old ^...$ check let this through
+    assert configmap_key_problem(7) is not None
+
+
+def test_file_count_limit_decides_without_reading():
+    many = {f"f{i}.py": "eval('x')\n" for i in range(65)}
+    report = analyze(many)
+    assert report.score == 0.0 and [f.rule for f in report.findings] == ["too_many_files"]
+    assert analyze({f"f{i}.txt": "x" for i in range(64)}).score == 1.0
+    assert analyze({f"f{i}.txt": "x" for i in range(5)}, SafetyPolicy(max_files=4)).score == 0.0
+
+
+@pytest.mark.parametrize("name", ["sitecustomize.py", "usercustomize.py", "evil.pth", "conftest.py", "mod.pyc",
+                                  "native.so", "Conftest.py", "evaluate.py", "test_ranker.py"])
+def test_files_python_runs_by_itself_are_protected_by_default(name):
+    assert ("protected_file", Severity.CRITICAL) in rules({name: "x = 1\n"})
+    assert any(g in DEFAULT_PROTECTED_FILES for g in ("sitecustomize.py", "*.pth"))
+
+
+def test_hard_size_bound_decides_without_parsing():
+    big = "x = 1\n" * 400_000  # 2.4 MB
+    report = analyze({"a.py": big}, SafetyPolicy(max_change_bytes=10**9))
+    assert ("analysis_limit", Severity.CRITICAL) in {(f.rule, f.severity) for f in report.findings}
+    assert report.score == 0.0
+
+
+def test_findings_are_bounded_and_the_score_kept():
+    code = "".join(f"eval('{i}')\n" for i in range(500))
+    report = analyze({"a.py": code})
+    assert len(report.findings) == MAX_FINDINGS and report.score == 0.0
+    assert report.findings[-1].rule == "more_findings" and report.findings[-1].severity is Severity.CRITICAL
+    assert score_findings(report.findings) == report.score
+
+
+def test_parent_must_belong_to_the_same_agent():
+    assert parent_findings("toy", None, None) == []
+    assert parent_findings("toy", "c1", "toy") == []
+    [finding] = parent_findings("toy", "c1", "other")
+    assert (finding.rule, finding.severity) == ("parent_agent", Severity.CRITICAL) and "other" in finding.message
+    assert parent_findings("toy", "c1", None)[0].rule == "parent_agent"

@@ -81,3 +81,39 @@ def test_stage_decision():
     assert sc.stage_decision(0, math.nan, 0.4, 2).action == "stop"
     with pytest.raises(ValueError):
         sc.stage_decision(2, 0.5, 0.4, 2)
+
+
+# --- rank-based promotion ----------------------------------------------------------------
+
+import math as _math  # noqa: E402
+
+from hypothesis import given as _given, settings as _settings, strategies as _st  # noqa: E402
+
+from dgm_operator.engine.scoring import rank_decision  # noqa: E402
+
+
+def test_rank_decision_top_one_in_eta():
+    assert rank_decision(0, 0.1, [], 2).action == "continue"  # alone: top of one
+    assert rank_decision(0, 0.1, [0.2, 0.3], 2, eta=3).action == "stop"
+    assert rank_decision(0, 0.3, [0.2, 0.1], 2, eta=3).action == "continue"
+    assert rank_decision(1, 0.3, [0.2, 0.1], 2, eta=3).action == "done"
+    assert rank_decision(0, 0.3, [0.3, 0.3], 2, eta=3).action == "continue"  # ties favour the child
+    stopped = rank_decision(0, 0.3, [0.2], 2, eta=2, floor=0.5)
+    assert stopped.action == "stop" and "floor" in stopped.message
+    assert rank_decision(0, float("nan"), [], 2).action == "stop"
+    with pytest.raises(ValueError, match="eta"):
+        rank_decision(0, 0.1, [], 2, eta=1.0)
+    with pytest.raises(ValueError, match="out of range"):
+        rank_decision(2, 0.1, [], 2)
+
+
+@_settings(max_examples=60, deadline=None)
+@_given(_st.lists(_st.floats(-1, 1, allow_nan=False), min_size=1, max_size=40), _st.sampled_from([2.0, 3.0, 4.0]))
+def test_rank_promotes_at_most_the_quota_of_a_batch(scores, eta):
+    # judged against the whole batch, at most ceil(n / eta) children (plus ties) go on
+    promoted = [s for i, s in enumerate(scores)
+                if rank_decision(0, s, scores[:i] + scores[i + 1:], 2, eta).action == "continue"]
+    quota = _math.ceil(len(scores) / eta)
+    assert len(promoted) >= 1
+    cutoff = sorted(scores, reverse=True)[quota - 1]
+    assert all(s >= cutoff for s in promoted)

@@ -84,3 +84,124 @@ def test_dgm_draw_frequencies_follow_weights():
     for name, p in probs.items():
         assert counts[name] / 20000 == pytest.approx(p, abs=0.02)
     assert "bad" not in counts
+
+
+# --- hgm, adaptive, elite ----------------------------------------------------------------
+
+from dgm_operator.engine import selection  # noqa: E402
+from dgm_operator.engine.selection import (  # noqa: E402
+    adaptive_width, clades, elite_weights, hgm_counts, stall,
+)
+from dgm_operator.engine.types import SelectionMethod  # noqa: E402
+
+NEW_METHODS = ("hgm", "adaptive", "elite")
+
+
+def test_new_methods_are_api_values():
+    assert {m.value for m in SelectionMethod} >= {"dgm", "greedy", "random", *NEW_METHODS}
+
+
+def test_clades_hold_every_descendant():
+    c = clades(archive())
+    assert sorted(c["good"]) == ["good", "kid1", "kid2"]
+    assert sorted(c["base"]) == ["bad", "base", "good", "kid1", "kid2", "mid"]
+    assert c["kid1"] == ["kid1"]
+
+
+def test_hgm_counts_pool_the_clade():
+    counts = hgm_counts(archive(), bounds=(0.0, 1.0), evidence=1.0)
+    # good: itself 1.0, kids 0.9 and 0.9 -> S = 2.8, F = 0.2 (the unsafe child is not evaluated)
+    assert counts["good"] == pytest.approx((2.8, 0.2))
+    assert counts["kid1"] == pytest.approx((0.9, 0.1))
+    s, f = counts["base"]
+    assert s + f == pytest.approx(5.0)  # base, good, mid, kid1, kid2
+    with pytest.raises(ValueError, match="evidence"):
+        hgm_counts(archive(), evidence=0)
+
+
+def test_hgm_prefers_the_productive_clade():
+    base = R("base", score=0.5, is_baseline=True)
+    recs = [R("a", None, Phase.VALIDATED, score=0.6, created=1), R("b", None, Phase.VALIDATED, score=0.6, created=2)]
+    recs += [R(f"a{i}", "a", Phase.VALIDATED, score=0.9, created=3 + i) for i in range(5)]
+    recs += [R(f"b{i}", "b", Phase.REJECTED, score=0.1, reason="InsufficientImprovement", created=10 + i)
+             for i in range(5)]
+    counts = Counter(select_parents(Archive(base, recs), "hgm", 3000, random.Random(3), bounds=(0.0, 1.0)))
+    assert counts["a"] > 5 * max(1, counts["b"])  # same own score, very different descendants
+
+
+def test_adaptive_is_greedy_until_stalled_then_broadens():
+    base = R("base", score=0.0, is_baseline=True)
+    recs = [R("best", None, Phase.VALIDATED, score=1.0, created=1)]
+    a = Archive(base, recs)
+    assert stall(a) == 0 and adaptive_width(a) == 1
+    assert select_parents(a, "adaptive", 5, 1) == ["best"] * 5
+    recs += [R(f"w{i}", "best", Phase.REJECTED, score=0.5 - i / 100, reason="InsufficientImprovement",
+               created=2 + i) for i in range(3 * selection.PATIENCE)]
+    a = Archive(base, recs)
+    assert stall(a) == 3 * selection.PATIENCE and adaptive_width(a) == 4
+    picks = Counter(select_parents(a, "adaptive", 4000, 2))
+    top = {r.name for r in selection.ranked(a)[:4]}
+    assert set(picks) <= top and len(picks) > 1  # broadened, within the elite only
+    # a new best resets the stall: greedy again
+    a = Archive(base, recs + [R("new", "w0", Phase.VALIDATED, score=2.0, created=99)])
+    assert select_parents(a, "adaptive", 3, 1) == ["new"] * 3
+
+
+def test_elite_weights_are_bounded_and_mad_normalised():
+    base = R("base", score=0.0, is_baseline=True)
+    recs = [R(f"c{i}", None, Phase.VALIDATED, score=float(i), created=i) for i in range(1, 30)]
+    w = elite_weights(Archive(base, recs), size=5)
+    assert set(w) == {"c25", "c26", "c27", "c28", "c29"}
+    assert w["c29"] > w["c27"] > w["c25"]  # median 27, MAD 1
+    assert w["c27"] == pytest.approx(0.5)
+    same = [R(f"s{i}", None, Phase.VALIDATED, score=1.0, created=i) for i in range(1, 4)]
+    assert set(elite_weights(Archive(base, same), size=3).values()) == {0.5}  # MAD 0: all equal
+
+
+records_strategy = st.lists(
+    st.tuples(st.floats(-5, 5, allow_nan=False), st.integers(0, 50),
+              st.sampled_from(["Validated", "Rejected", "Failed", "Applied"])),
+    min_size=0, max_size=25)
+
+
+def _build(rows):
+    base = R("base", score=0.0, is_baseline=True)
+    recs = []
+    for i, (score, parent, phase) in enumerate(rows):
+        parent_name = recs[parent % len(recs)].name if recs and parent % 3 else None
+        recs.append(R(f"c{i}", parent_name, phase, score=None if phase == "Failed" else score,
+                      reason="InsufficientImprovement" if phase == "Rejected" else None, created=i + 1))
+    return Archive(base, recs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(records_strategy, st.sampled_from([m.value for m in SelectionMethod]), st.integers(0, 6),
+       st.integers(0, 2 ** 32 - 1))
+def test_every_method_is_deterministic_and_picks_eligible_members(rows, method, k, seed):
+    a = _build(rows)
+    picks = select_parents(a, method, k, random.Random(seed))
+    assert picks == select_parents(a, method, k, random.Random(seed))
+    assert len(picks) == k
+    eligible = {r.name for r in a.eligible()}
+    assert set(picks) <= eligible
+
+
+@settings(max_examples=40, deadline=None)
+@given(records_strategy)
+def test_hgm_counts_are_proper_pseudo_counts(rows):
+    a = _build(rows)
+    counts = hgm_counts(a, evidence=2.0)
+    sizes = clades(a)
+    eligible = {r.name for r in a.eligible()}
+    for name, (s, f) in counts.items():
+        assert s >= 0 and f >= 0
+        assert s + f == pytest.approx(2.0 * sum(1 for n in sizes[name] if n in eligible))
+
+
+def test_duplicates_and_failures_count_as_tries_for_the_stall():
+    base = R("base", score=0.0, is_baseline=True)
+    recs = [R("best", None, Phase.VALIDATED, score=1.0, created=1)]
+    recs += [R(f"d{i}", "best", Phase.REJECTED, reason="DuplicateCandidate", created=2 + i)
+             for i in range(selection.PATIENCE)]
+    a = Archive(base, recs)
+    assert stall(a) == selection.PATIENCE and adaptive_width(a) == 2

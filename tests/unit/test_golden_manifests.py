@@ -15,9 +15,12 @@ LABELS = {constants.LABEL_AGENT: "agent", constants.LABEL_CANDIDATE: "agent-g7"}
 def test_candidate_evaluation_job():
     golden.check("evaluation-job", builders.evaluation_job(
         name=names.evaluation_job("agent-g7", "quick"), namespace="team-a",
-        owner=builders.owner_reference(OWNER), labels=LABELS, image="registry.example/agent:1.2",
-        command=["dgm", "evaluate", "--", "agent-bench"], args=["--subset", "quick"],
-        env=[{"name": "MODE", "value": "eval"}], workspace_configmap=names.workspace_configmap("agent-g7"),
+        owner=builders.owner_reference(OWNER), labels=LABELS,
+        grader=builders.ContainerRun("registry.example/grader:1.2", ["dgm", "grade", "--tasks", "/opt/suite.yaml"],
+                                     ["--subset", "quick"], [{"name": "MODE", "value": "eval"}]),
+        agent=builders.ContainerRun("registry.example/agent:1.3", ["agent", "serve", "--port", "8000"], [],
+                                    [{"name": "LOG", "value": "info"}]),
+        agent_port=8000, workspace_configmap=names.workspace_configmap("agent-g7"),
         timeout_seconds=300, repeats=3, stage="quick",
         resources={"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "256Mi"}},
         runtime_class_name="gvisor", node_selector={"pool": "sandbox"},
@@ -25,11 +28,11 @@ def test_candidate_evaluation_job():
         pod_labels={"team": "a"}))
 
 
-def test_baseline_evaluation_job_with_defaults():
+def test_single_process_baseline_job_with_defaults():
     golden.check("baseline-job", builders.evaluation_job(
         name=names.baseline_job("agent", 3, "full"), namespace="team-a",
         owner=builders.owner_reference(AGENT_OWNER), labels={constants.LABEL_AGENT: "agent"},
-        image="registry.example/agent:1.2", command=["dgm", "evaluate"], args=[], env=[],
+        grader=builders.ContainerRun("registry.example/bench:1.2", ["dgm", "evaluate", "--", "bench"]), agent=None,
         workspace_configmap=names.revision_snapshot("agent", 3), timeout_seconds=600, repeats=1, stage="full"))
 
 

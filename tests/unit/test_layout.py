@@ -23,7 +23,8 @@ def test_the_runtime_distribution_packages_only_the_runtime():
     packages = {p.name for p in (ROOT / "operator").iterdir() if (p / "__init__.py").exists()}
     assert packages == {"dgm_operator"}
     dev = tomllib.loads((ROOT / "devtools" / "pyproject.toml").read_text())
-    assert set(dev["project"]["entry-points"]["dgm.commands"]) == {"dev-cluster", "demo", "bench"}
+    from dgm_operator import cli
+    assert set(dev["project"]["entry-points"]["dgm.commands"]) == set(cli.DEV_COMMANDS)
 
 
 def test_dev_commands_without_the_dev_tools_say_how_to_get_them(monkeypatch):

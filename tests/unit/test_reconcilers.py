@@ -9,6 +9,8 @@ import pytest
 
 from fakekube import FakeKube
 
+from dgm_operator.controller.kubeapi import ContainerEnd
+
 from dgm_operator.api import constants
 from dgm_operator.controller import names
 from dgm_operator.controller.reconciler import Reconciler
@@ -29,10 +31,11 @@ def metrics_message(accuracy: float) -> str:
     return json.dumps({"metrics": {"accuracy": accuracy}, "tests": {"passed": 1}})
 
 
-def agent_body(**policy) -> dict:
+def agent_body(mode: str = "Grader", **policy) -> dict:
     spec = {
         "target": {"deployment": "toy", "container": "agent", "configMap": "toy-config"},
-        "evaluation": {"image": "toy:1", "command": ["bench"],
+        "evaluation": {"image": "grader:1", "command": ["dgm", "grade"],
+                       "agent": {"command": ["serve"], "port": 8000},
                        "metrics": [{"name": "accuracy", "goal": "maximize", "weight": 1.0}],
                        "timeoutSeconds": 60},
         "proposer": {"type": "parameters", "seed": 7, "searchSpace": [
@@ -42,6 +45,7 @@ def agent_body(**policy) -> dict:
                    "rollback": {"onRolloutFailure": True, "onRegression": False}, **policy},
         "archive": {"maxCandidates": 50},
     }
+    spec["evaluation"]["mode"] = mode
     return {"apiVersion": constants.API_VERSION, "kind": "DGMAgent", "metadata": {"name": "toy", "namespace": NS},
             "spec": spec}
 
@@ -49,7 +53,7 @@ def agent_body(**policy) -> dict:
 class World:
     """A namespace with the toy agent, its Deployment and live ConfigMap."""
 
-    def __init__(self, *, stages=None, **policy) -> None:
+    def __init__(self, *, stages=None, mode="Grader", **policy) -> None:
         self.kube, self.clock = FakeKube(), Clock()
         self.rec = Reconciler(self.kube, self.clock)
         self.kube.add({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "toy-config", "namespace": NS},
@@ -57,7 +61,7 @@ class World:
         self.kube.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "toy", "namespace": NS},
                        "spec": {"replicas": 1, "template": {"metadata": {}, "spec": {
                            "containers": [{"name": "agent", "image": "toy:1"}]}}}})
-        body = agent_body(**policy)
+        body = agent_body(mode, **policy)
         if stages:
             body["spec"]["evaluation"]["stages"] = stages
         self.kube.add(body)
@@ -310,7 +314,7 @@ def test_a_paused_agent_does_not_apply():
 
 
 def test_apply_writes_a_snapshot_the_live_configmap_and_the_template_stamp():
-    w = World().ready()
+    w = World(allowedImages=["toy:*"]).ready()
     w.candidate(image="toy:2")
     w.run()
     w.evaluate()
@@ -500,3 +504,190 @@ def test_agent_pass_hands_back_candidates_that_need_work_and_prunes_the_archive(
     left = {c["metadata"]["name"] for c in w.kube.list_candidates(NS, "toy")}
     assert "fresh" in left and len(left) <= 3
     assert w.agent_status()["archive"]["size"] == 5
+
+
+# ------------------------------------------------------------------ isolation and images
+def test_grader_mode_evaluates_the_candidates_image_in_its_own_container():
+    w = World().ready()
+    w.candidate(image="toy:2")
+    w.run()
+    pod = w.kube.get_job(NS, names.evaluation_job("c1", "full"))["spec"]["template"]["spec"]
+    agent = next(c for c in pod["initContainers"] if c["name"] == "agent")
+    assert agent["image"] == "toy:2" and agent["command"] == ["serve"]
+    assert pod["containers"][0]["name"] == "grader" and pod["containers"][0]["image"] == "grader:1"
+    finding = next(f for f in w.status("c1")["safety"]["findings"] if f["rule"] == "image_change")
+    assert "needs approval" in finding["message"]
+
+
+def test_an_image_change_waits_for_approval_even_with_auto_apply():
+    w = World().ready()
+    w.candidate(image="toy:2")
+    w.run()
+    w.kube.finish_job(NS, names.evaluation_job("c1", "full"), containers={
+        "grader": ContainerEnd(metrics_message(0.9), 0, "Completed"),
+        "agent": ContainerEnd(None, 0, "Completed", "docker.io/library/toy@sha256:abc")})
+    w.run()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Validated", "AwaitingApproval") and "allowedImages" in st["message"]
+    assert st["validation"]["agentImageID"] == "docker.io/library/toy@sha256:abc"
+    w.kube.objects[("candidate", NS, "c1")]["spec"]["approved"] = True
+    w.run()
+    assert w.status("c1")["phase"] == "Applied"
+    record = w.agent_status()["revisions"][-1]
+    assert record["image"] == "toy:2" and record["imageID"] == "docker.io/library/toy@sha256:abc"
+
+
+def test_single_process_mode_is_visible_and_refuses_image_candidates():
+    w = World(mode="SingleProcess").ready()
+    cond = w.agent_condition("EvaluationIsolated")
+    assert cond["status"] == "False" and cond["reason"] == "SingleProcessEvaluation"
+    w.candidate(image="toy:2")
+    w.run()
+    assert (w.status("c1")["phase"], w.status("c1")["reason"]) == ("Rejected", "ImageNeedsGrader")
+    assert w.kube.get_job(NS, names.evaluation_job("c1", "full")) is None
+
+
+def test_open_egress_ends_the_candidate_before_its_code_runs_and_marks_the_agent():
+    w = World().ready()
+    assert w.agent_condition("EvaluationIsolated")["status"] == "True"
+    w.candidate()
+    w.run()
+    open_message = json.dumps({"sandbox": "EgressNotDenied", "error": "egress is not denied: 3 connection(s) succeeded"})
+    w.kube.finish_job(NS, names.evaluation_job("c1", "full"), succeeded=False, reason="BackoffLimitExceeded",
+                      containers={"egress-check": ContainerEnd(open_message, 3, "Error")})
+    w.run()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Failed", "SandboxNotEnforced")
+    assert "egress is not denied" in st["message"] and "never ran" in st["message"]
+    w.rec.reconcile_agent(NS, "toy")
+    cond = w.agent_condition("SandboxEnforced")
+    assert cond["status"] == "False" and cond["reason"] == "SandboxNotEnforced"
+
+
+def test_out_of_memory_is_named():
+    w = World().ready()
+    w.candidate()
+    w.run()
+    w.kube.finish_job(NS, names.evaluation_job("c1", "full"), succeeded=False, reason="BackoffLimitExceeded",
+                      containers={"agent": ContainerEnd(None, 137, "OOMKilled"),
+                                  "grader": ContainerEnd(None, 1, "Error")})
+    w.run()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Failed", "OOMKilled") and "container agent OOMKilled" in st["message"]
+
+
+def test_an_image_missing_on_the_node_fails_without_waiting_for_the_deadline():
+    w = World().ready()
+    w.candidate(image="toy:missing")
+    w.run()
+    w.kube.pod_waiting(NS, names.evaluation_job("c1", "full"), "agent", "ErrImageNeverPull",
+                       'Container image "toy:missing" is not present with pull policy of Never')
+    w.run()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Failed", "ImageUnavailable") and "ErrImageNeverPull" in st["message"]
+
+
+def test_the_grader_image_is_never_a_candidates_image():
+    w = World(allowedImages=["*"]).ready()
+    w.candidate(image="grader:1")
+    w.run()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Rejected", "UnsafeChange")
+    assert any(f["rule"] == "grader_image" for f in st["safety"]["findings"])
+
+
+def test_code_waits_for_approval_unless_auto_apply_code():
+    w = World().ready()
+    w.candidate(changes={"settings.json": json.dumps({"accuracy": 0.9}), "rank.py": "def rank(x):\n    return x\n"})
+    w.run()
+    w.evaluate()
+    st = w.status("c1")
+    assert (st["phase"], st["reason"]) == ("Validated", "AwaitingApproval") and "rank.py" in st["message"]
+    w2 = World(autoApplyCode=True).ready()
+    w2.candidate(changes={"settings.json": json.dumps({"accuracy": 0.9}), "rank.py": "def rank(x):\n    return x\n"})
+    w2.run()
+    w2.evaluate()
+    assert w2.status("c1")["phase"] == "Applied"
+
+
+# ------------------------------------------------------------------ search: duplicates, rank promotion, Optuna
+def test_a_duplicate_proposal_is_decided_linked_and_never_evaluated():
+    w = World(maxConcurrentCandidates=3).ready()
+    w.candidate("c1")
+    w.run("c1")
+    assert w.status("c1")["filesDigest"].startswith("sha256:")
+    w.candidate("c2")  # the same changes on the same parent: the same merged file set
+    w.run("c2")
+    st = w.status("c2")
+    assert (st["phase"], st["reason"], st["duplicateOf"]) == ("Rejected", "DuplicateCandidate", "c1")
+    assert "c1" in st["message"] and w.condition("c2", "Evaluated")["status"] == "False"
+    assert w.kube.get_job(NS, names.evaluation_job("c2", "full")) is None
+    # changes that change nothing duplicate the current revision
+    w.candidate("c3", changes={"settings.json": GOOD})
+    w.run("c3")
+    assert (w.status("c3")["reason"], w.status("c3").get("duplicateOf")) == ("DuplicateCandidate", None)
+    assert "current revision" in w.status("c3")["message"]
+    # a different image is a different agent: not a duplicate
+    w.candidate("c4", image="toy:2")
+    w.run("c4")
+    assert w.status("c4")["reason"] != "DuplicateCandidate"
+
+
+def test_a_failed_original_does_not_block_a_retry():
+    w = World(maxConcurrentCandidates=3).ready()
+    w.candidate("c1")
+    w.run("c1")
+    w.evaluate("c1", succeeded=False, reason="BackoffLimitExceeded", exit_code=1, message="boom")
+    assert w.status("c1")["phase"] == "Failed"
+    w.candidate("c2")
+    w.run("c2")
+    assert w.status("c2")["phase"] == "Testing"
+
+
+RANK_STAGES = [{"name": "quick", "args": ["--quick"]}, {"name": "full"}]
+
+
+def test_rank_promotion_runs_the_full_stage_for_the_top_children_only():
+    w = World(stages=RANK_STAGES, maxConcurrentCandidates=5).ready(accuracy=0.5)
+    spec = w.kube.objects[("agent", NS, "toy")]["spec"]["evaluation"]
+    spec["promotion"], spec["eta"] = "rank", 2.0
+    for name, acc in (("c1", 0.7), ("c2", 0.6), ("c3", 0.8)):
+        w.candidate(name, changes={"settings.json": json.dumps({"accuracy": acc})})
+        w.run(name)
+        w.evaluate(name, accuracy=acc)
+    assert w.status("c1")["reason"] == "StagePassed"  # alone at its stage: promoted
+    st = w.status("c2")  # below c1: outside the top 1 of 2
+    assert (st["phase"], st["reason"]) == ("Rejected", "StageNotPromoted") and "rank 2 of 2" in st["message"]
+    assert w.kube.get_job(NS, names.evaluation_job("c2", "full")) is None
+    assert w.status("c3")["reason"] == "StagePassed"  # best of three: top 2 of 3
+    # a child is compared with its parent on the same stage: c1's child gaining little is not promoted
+    w.candidate("k1", parent="c1", changes={"settings.json": json.dumps({"accuracy": 0.72})})
+    w.run("k1")
+    w.evaluate("k1", accuracy=0.72)
+    assert w.status("k1")["reason"] == "StageNotPromoted"
+
+
+def test_the_parameters_proposer_samples_with_optuna_from_the_archive():
+    w = World().ready()
+    w.kube.objects[("agent", NS, "toy")]["metadata"]["annotations"] = {constants.ANNOTATION_PROPOSE: "now"}
+    w.rec.reconcile_agent(NS, "toy")
+    made = w.kube.get_candidate(NS, "toy-g1")
+    assert made["spec"]["description"].startswith("tpe sample:")
+
+
+def test_archive_trials_replay_every_lineage():
+    from dgm_operator.controller.proposals import archive_of, archive_trials, merged_files
+    from dgm_operator.engine.types import SearchParam
+
+    def cand(name, parent, value, score):
+        return {"metadata": {"name": name, "creationTimestamp": f"2026-01-01T00:00:0{name[-1]}Z"},
+                "spec": {"parent": parent, "changes": {} if value is None else {"s.json": json.dumps({"a": value})}},
+                "status": {"phase": "Rejected", "reason": "InsufficientImprovement",
+                           "validation": {"improvementScore": score}}}
+    root = {"s.json": json.dumps({"a": 0.1}), "other.txt": "x"}
+    cands = [cand("c1", None, 0.5, 0.2), cand("c2", "c1", None, 0.1), cand("c3", "c2", 0.9, 0.4)]
+    files = merged_files(cands, root)
+    assert json.loads(files["c2"]["s.json"]) == {"a": 0.5} and files["c3"]["other.txt"] == "x"
+    space = [SearchParam("s.json", "a", "float", 0.0, 1.0)]
+    trials = archive_trials(archive_of(cands), cands, root, space)
+    assert sorted((t[0]["s.json:a"], t[1]) for t in trials) == [(0.1, 0.0), (0.5, 0.1), (0.5, 0.2), (0.9, 0.4)]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from dgm_dev.sample_agent.agent import QAAgent, default_workspace, load_dataset
+from dgm_dev.sample_agent.agent import QAAgent, default_workspace, load_passages
 from dgm_dev.sample_agent.bench import run_bench
+from dgm_operator.grader.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"accuracy", "response_time", "error_rate", "memory_usage"}
@@ -27,14 +28,25 @@ def _workspace(tmp_path: Path, config: str | None = None, ranker: str | None = N
     return ws
 
 
-def test_dataset_is_bundled_and_sized():
-    data = load_dataset()
-    assert 60 <= len(data["passages"]) <= 120 and 60 <= len(data["questions"]) <= 120
-    ids = {p["id"] for p in data["passages"]}
-    for q in data["questions"]:
-        assert q["passage"] in ids
-        passage = next(p for p in data["passages"] if p["id"] == q["passage"])
-        assert q["answer"] in passage["text"]
+SUITE = ROOT / "devtools/suites/sample-qa.yaml"
+
+
+def test_passages_ship_with_the_agent_and_questions_with_the_grader():
+    data = load_passages()
+    assert set(data) == {"license", "name", "passages"}  # no questions, no answers
+    tasks = load_suite(SUITE).tasks
+    assert 60 <= len(data["passages"]) <= 120 and len(tasks) == 100
+    texts = {p["id"]: p["text"] for p in data["passages"]}
+    for t in tasks:
+        assert t.expected[0] in texts[t.metadata["passage"]]
+
+
+def test_the_suite_and_passages_are_what_the_generator_makes(tmp_path):
+    (tmp_path / "devtools/dgm_dev/sample_agent/data").mkdir(parents=True)
+    (tmp_path / "devtools/suites").mkdir(parents=True)
+    subprocess.run([sys.executable, str(ROOT / "devtools/suites/gen_sample_qa.py"), "--root", str(tmp_path)], check=True)
+    for rel in ("devtools/dgm_dev/sample_agent/data/towns.json", "devtools/suites/sample-qa.yaml"):
+        assert (tmp_path / rel).read_text() == (ROOT / rel).read_text(), rel
 
 
 def test_bench_reports_the_four_metrics(tmp_path):
@@ -90,6 +102,5 @@ def test_quickstart_configmap_holds_the_default_workspace():
 
 def test_answer_returns_a_sentence():
     agent = QAAgent(default_workspace())
-    q = load_dataset()["questions"][0]
-    ans = agent.answer(q["question"])
+    ans = agent.answer(load_suite(SUITE).tasks[0].input)
     assert ans.text and ans.passages

@@ -142,8 +142,46 @@ CLIENTS = {
 }
 
 
-def ensure_pki(directory: Path, service_ip: str) -> PKI:
-    """Write the CA, certificates and service-account keys once; reuse existing files."""
+# Identities of the real node's components (realnode.py): who -> (common name, organisations)
+NODE_CLIENTS = {
+    # the API server's client certificate towards the kubelet (logs, exec, port-forward)
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
+    "kube-scheduler": ("system:kube-scheduler", ()),
+    "kube-proxy": ("system:kube-proxy", ()),
+    "kube-router": ("system:kube-router", ()),
+}
+
+
+def node_client_name(node_name: str) -> tuple[str, tuple[str, ...]]:
+    """The kubelet's identity: the Node authorizer and NodeRestriction key on it."""
+    return f"system:node:{node_name}", ("system:nodes",)
+
+
+def ensure_node_pki(pki: PKI, node_name: str, node_ip: str) -> PKI:
+    """Certificates of the real node, issued by the cluster CA once: the kubelet's client
+    (system:node:<name>) and serving certificates, and the control-plane clients that
+    talk to it or run beside it."""
+    marker = pki.dir / ".node-complete"
+    if marker.exists():
+        return pki
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())
+    cn, orgs = node_client_name(node_name)
+    issued = {"kubelet-client": issue(ca_key, ca_cert, cn, orgs=orgs),
+              "kubelet-serving": issue(ca_key, ca_cert, cn, orgs=orgs, server=True,
+                                       dns=(node_name, "localhost"), ips=(node_ip, "127.0.0.1"))}
+    for who, (cn, orgs) in NODE_CLIENTS.items():
+        issued[who] = issue(ca_key, ca_cert, cn, orgs=orgs)
+    for who, (key, cert) in issued.items():
+        _write(pki.key(who), key_pem(key), private=True)
+        _write(pki.crt(who), cert_pem(cert))
+    marker.write_text("")
+    return pki
+
+
+def ensure_pki(directory: Path, service_ip: str, extra_ips: tuple[str, ...] = ()) -> PKI:
+    """Write the CA, certificates and service-account keys once; reuse existing files.
+    ``extra_ips`` are more addresses the API server is reached on (the real node's)."""
     pki = PKI(Path(directory))
     pki.dir.mkdir(parents=True, exist_ok=True)
     if (pki.dir / ".complete").exists():
@@ -155,7 +193,7 @@ def ensure_pki(directory: Path, service_ip: str) -> PKI:
         ca_key, ca_cert, "kube-apiserver", server=True,
         dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local"),
-        ips=("127.0.0.1", service_ip),
+        ips=("127.0.0.1", service_ip, *extra_ips),
     )
     _write(pki.key("apiserver"), key_pem(key), private=True)
     _write(pki.crt("apiserver"), cert_pem(cert))

@@ -11,16 +11,21 @@ from .cluster import DevCluster, DevClusterError
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgm dev-cluster", description=(
-        "A real Kubernetes control plane on loopback (etcd, kube-apiserver, kube-controller-manager) "
-        "plus a local node that runs pods as host processes. Development only: no isolation."))
+        "A real single-node Kubernetes on this machine: etcd, kube-apiserver, kube-controller-manager, "
+        "kube-scheduler and a real node (containerd + runc, kubelet, bridge CNI, kube-proxy, kube-router's "
+        "NetworkPolicy firewall) with the locally built images. Needs root; --node=process is the fallback "
+        "without root (pods as host processes, no isolation). Development only."))
     p.add_argument("--state-dir", default=".dev-cluster", help="state directory (default ./.dev-cluster)")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start the cluster (returns once it is ready)")
     up.add_argument("--apiserver-port", type=int, help="kube-apiserver port (default: a free one)")
     up.add_argument("--etcd-port", type=int, help="etcd client port (default: a free one)")
     up.add_argument("--bin-dir", help="directory of the control-plane binaries (default: see docs)")
-    up.add_argument("--no-node", action="store_true", help="do not start the local node")
-    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
+    up.add_argument("--node", choices=("real", "process", "none"), default="real",
+                    help="real (default): containerd + kubelet; process: pods as host processes without any "
+                         "isolation, for hosts without root; none: the control plane only")
+    up.add_argument("--no-node", action="store_const", const="none", dest="node", help="same as --node=none")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     down = sub.add_parser("down", help="stop every process started by `up`")
     down.add_argument("--keep", action="store_true", help="keep the state directory")
     sub.add_parser("status", help="show what runs")
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             c = DevCluster(args.state_dir, bin_dir=args.bin_dir, apiserver_port=args.apiserver_port,
-                           etcd_port=args.etcd_port, node=not args.no_node).up(timeout=args.timeout)
+                           etcd_port=args.etcd_port, node=args.node).up(timeout=args.timeout)
             print(f"export KUBECONFIG={c.kubeconfig}")
             print(f"export PATH={c.bin_dir}:$PATH")
             return 0

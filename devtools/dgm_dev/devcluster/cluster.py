@@ -1,5 +1,13 @@
-"""`DevCluster`: etcd + kube-apiserver + kube-controller-manager (+ the local node) on
-loopback, as detached processes recorded under a state directory.
+"""`DevCluster`: etcd + kube-apiserver + kube-controller-manager and a node, as detached
+processes recorded under a state directory.
+
+The node (``node=``):
+- ``"real"`` (the default): containerd + runc, a kubelet, kube-scheduler, bridge CNI,
+  kube-proxy and kube-router's firewall (realnode.py). Every pod runs in a real container.
+  Needs root; the API server listens on the node's bridge address so pods reach it.
+- ``"process"``: the old fallback for hosts without root (node.py): pods run as host
+  processes, without any isolation. Never the default.
+- ``"none"`` (or False): the control plane alone, on loopback.
 
 Layout of the state directory::
 
@@ -11,8 +19,9 @@ Layout of the state directory::
     etcd.log  kube-apiserver.log  kube-controller-manager.log  node.log
     pods/<uid>/               the local node's pod directories (see node.py)
 
-Development only: everything listens on 127.0.0.1, the admin credentials are in the state
-directory, and the local node runs pods as host processes without isolation.
+Development only: the admin credentials are in the state directory. With the real node the
+API server listens on the pods' bridge (an address of this machine only); pods cannot reach
+beyond this machine (hoststate.install_guard).
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries, procs
-from .certs import b64, ensure_pki
+from . import binaries, hoststate, procs, realnode
+from .certs import b64, ensure_node_pki, ensure_pki
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 NODE_NAME = "dgm-local-node"
-# stop order for `down`
-STOP_ORDER = ("node", "kube-controller-manager", "kube-apiserver", "etcd")
+# stop order for `down`: the node's components first, then the control plane
+STOP_ORDER = ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "node", "containerd",
+              "kube-controller-manager", "kube-apiserver", "etcd")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
+NODE_MODES = ("real", "process", "none")
 
 
 class DevClusterError(RuntimeError):
@@ -65,15 +77,38 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def _running_real_node(state_dir: Path) -> str | None:
+    """The state directory of another dev cluster whose real node runs on this machine."""
+    for marker in Path("/run").glob("dgm-dev-*/state-dir"):
+        try:
+            other = Path(marker.read_text().strip())
+            rec = json.loads((other / "cluster.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if other == state_dir:
+            continue
+        for name in ("containerd", "kubelet", "kube-apiserver"):
+            pid = rec.get("pids", {}).get(name)
+            if pid and procs.is_alive(pid) and str(other) in procs.cmdline(pid):
+                return str(other)
+    if realnode.BRIDGE in hoststate.interfaces():
+        return f"(unknown: the bridge {realnode.BRIDGE} exists; `ip link delete {realnode.BRIDGE}` if nothing uses it)"
+    return None
+
+
 class DevCluster:
     def __init__(self, state_dir: str | os.PathLike = ".dev-cluster", *, bin_dir: str | os.PathLike | None = None,
-                 apiserver_port: int | None = None, etcd_port: int | None = None, node: bool = True,
+                 apiserver_port: int | None = None, etcd_port: int | None = None, node: bool | str = "real",
                  log=None):
         self.state_dir = Path(state_dir).absolute()
         self._bin_dir = Path(bin_dir) if bin_dir else None
         self.apiserver_port = apiserver_port
         self.etcd_port = etcd_port
-        self.with_node = node
+        mode = {True: "real", False: "none", None: "none"}.get(node, node)  # type: ignore[call-overload]
+        if mode not in NODE_MODES:
+            raise ValueError(f"node must be one of {', '.join(NODE_MODES)}, not {node!r}")
+        self.node_mode = mode
+        self.with_node = mode != "none"
         self._log = log or (lambda msg: print(msg, file=sys.stderr))
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -111,15 +146,23 @@ class DevCluster:
     def status(self) -> dict[str, ComponentStatus]:
         rec = self._record()
         out = {}
+        recorded = rec.get("pids", {})
         for name in reversed(STOP_ORDER):
-            pid = rec.get("pids", {}).get(name)
+            if name not in recorded and name not in CONTROL_PLANE:
+                continue
+            pid = recorded.get(name)
             alive = bool(pid) and procs.is_alive(pid) and str(self.state_dir) in procs.cmdline(pid)
             out[name] = ComponentStatus(name, pid, alive, self.log_path(name))
         return out
 
     def running(self) -> bool:
         st = self.status()
-        return all(st[c].alive for c in ("etcd", "kube-apiserver", "kube-controller-manager"))
+        return all(s.alive for s in st.values() if s.pid) and all(st[c].alive for c in CONTROL_PLANE)
+
+    @property
+    def host(self) -> str:
+        """The address the API server listens on (the node's bridge address with the real node)."""
+        return self._record().get("host") or (realnode.NODE_IP if self.node_mode == "real" else "127.0.0.1")
 
     def readyz(self, timeout: float = 2.0) -> str | None:
         """The body of /readyz, or None if the apiserver does not answer."""
@@ -128,7 +171,7 @@ class DevCluster:
         if not port:
             return None
         try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=self._ssl(), timeout=timeout) as r:
+            with urllib.request.urlopen(f"https://{self.host}:{port}/readyz", context=self._ssl(), timeout=timeout) as r:
                 return r.read().decode()
         except Exception:
             return None
@@ -140,7 +183,7 @@ class DevCluster:
         return ctx
 
     # ----- up
-    def up(self, timeout: float = 90.0) -> "DevCluster":
+    def up(self, timeout: float = 180.0) -> "DevCluster":
         t0 = time.monotonic()
         if self.record_path.exists() and any(s.alive for s in self.status().values()):
             if self.running() and self.readyz():
@@ -149,18 +192,43 @@ class DevCluster:
             raise DevClusterError(None, f"a partly running dev cluster exists in {self.state_dir}; "
                                         f"run `dgm dev-cluster down --state-dir {self.state_dir}` first")
         bins = binaries.check_all(self.bin_dir)
+        real = self.node_mode == "real"
+        if real:
+            try:
+                realnode.ensure_host_deps(self._log)
+                realnode.check_binaries(self.bin_dir)
+                other = _running_real_node(self.state_dir)
+                if other:
+                    raise DevClusterError(None, f"another dev cluster with a real node runs in {other} (one per "
+                                                f"machine: the bridge and the firewall are global); stop it with "
+                                                f"`dgm dev-cluster down --state-dir {other}`")
+                images = realnode.find_images(log=self._log)
+            except realnode.NodeSetupError as e:
+                raise DevClusterError(e.component, str(e)) from e
+            except binaries.BinaryError as e:
+                raise DevClusterError(e.component, str(e)) from e
         ports = {
             "etcd": self._port("etcd", self.etcd_port, "--etcd-port"),
             "apiserver": self._port("kube-apiserver", self.apiserver_port, "--apiserver-port"),
         }
         ports["etcdPeer"] = procs.free_port()
+        host = realnode.NODE_IP if real else "127.0.0.1"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pki = ensure_pki(self.state_dir / "pki", SERVICE_IP)
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        pki = ensure_pki(self.state_dir / "pki", SERVICE_IP, extra_ips=(realnode.NODE_IP,) if real else ())
+        server = f"https://{host}:{ports['apiserver']}"
         self._write_kubeconfig(self.kubeconfig, server, "admin")
         cm_kubeconfig = self.state_dir / "controller-manager.kubeconfig"
         self._write_kubeconfig(cm_kubeconfig, server, "controller-manager")
-        rec = {"binDir": str(self.bin_dir), "ports": ports, "pids": {}, "nodeName": NODE_NAME}
+        rec = {"binDir": str(self.bin_dir), "ports": ports, "pids": {}, "nodeName": NODE_NAME,
+               "node": self.node_mode, "host": host}
+        lay = realnode.NodeLayout(self.state_dir, NODE_NAME, self.bin_dir)
+        if real:
+            for name in ("kubelet", "kubeletHealthz", "scheduler", "kubeProxyHealthz", "kubeProxyMetrics",
+                         "kubeRouterHealth"):
+                ports[name] = procs.free_port()
+            # what the node changes outside the state directory, recorded before it does
+            rec["host0"] = hoststate.snapshot()
+            rec["socketDir"] = str(lay.sockets)
         self._save(rec)
         sd = self.state_dir
         commands = {
@@ -176,7 +244,7 @@ class DevCluster:
             "kube-apiserver": [
                 str(bins["kube-apiserver"]),
                 "--etcd-servers", f"http://127.0.0.1:{ports['etcd']}",
-                "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+                "--bind-address", host, "--advertise-address", host,
                 "--secure-port", str(ports["apiserver"]),
                 "--cert-dir", str(sd / "pki" / "apiserver-generated"),
                 "--tls-cert-file", str(pki.crt("apiserver")), "--tls-private-key-file", str(pki.key("apiserver")),
@@ -188,7 +256,6 @@ class DevCluster:
                 "--service-cluster-ip-range", SERVICE_CIDR,
                 "--allow-privileged=true", "--profiling=false",
                 "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type", "none",
                 "--v", "1",
             ],
             "kube-controller-manager": [
@@ -204,22 +271,130 @@ class DevCluster:
                 "--concurrent-deployment-syncs", "5",
                 "--v", "1",
             ],
-            "node": [
+        }
+        if real:
+            # the kubelet's identity, kubelet-to-API and API-to-kubelet certificates; the
+            # `kubernetes` Service's endpoints point at the bridge address (lease reconciler)
+            commands["kube-apiserver"] += [
+                "--kubelet-client-certificate", str(pki.crt("apiserver-kubelet-client")),
+                "--kubelet-client-key", str(pki.key("apiserver-kubelet-client")),
+                "--kubelet-certificate-authority", str(pki.ca_crt),
+                "--kubelet-preferred-address-types", "InternalIP,Hostname,ExternalIP",
+                "--enable-admission-plugins", "NodeRestriction",
+            ]
+            ensure_node_pki(pki, NODE_NAME, realnode.NODE_IP)
+            for who, cert in (("kubelet", "kubelet-client"), ("kube-scheduler", "kube-scheduler"),
+                              ("kube-proxy", "kube-proxy"), ("kube-router", "kube-router")):
+                self._write_kubeconfig(lay.kubeconfig(who), server, cert)
+            realnode.write_configs(lay, pki.dir, ports)
+            commands.update(realnode.commands(lay, ports))
+        else:
+            commands["kube-apiserver"] += ["--endpoint-reconciler-type", "none"]
+            commands["node"] = [
                 sys.executable, "-m", "dgm_dev.devcluster.node",
                 "--kubeconfig", str(self.kubeconfig), "--state-dir", str(sd), "--node-name", NODE_NAME,
-            ],
-        }
-        order = ["etcd", "kube-apiserver", "kube-controller-manager"] + (["node"] if self.with_node else [])
+            ]
         try:
-            for name in order:
-                self._start(name, commands[name], rec)
-            self._wait(t0, timeout)
+            if real:
+                self._up_real(t0, timeout, commands, rec, lay, images)
+            else:
+                order = list(CONTROL_PLANE) + (["node"] if self.with_node else [])
+                for name in order:
+                    self._start(name, commands[name], rec)
+                self._wait(t0, timeout)
         except BaseException:
             self._log("dev cluster: start failed, stopping what was started")
-            self._stop_all(rec)
+            self._teardown(rec)
             raise
-        self._log(f"dev cluster up in {time.monotonic() - t0:.1f}s ({self.state_dir})")
+        self._log(f"dev cluster up in {time.monotonic() - t0:.1f}s ({self.state_dir}, node: {self.node_mode})")
         return self
+
+    def _up_real(self, t0: float, timeout: float, commands: dict, rec: dict, lay, images: Path) -> None:
+        deadline = t0 + timeout
+        try:
+            hoststate.write_sysctl("net.ipv4.ip_forward", "1")
+            hoststate.create_bridge(realnode.BRIDGE, f"{realnode.NODE_IP}/{realnode.POD_CIDR.split('/')[1]}")
+            hoststate.install_guard(realnode.BRIDGE, realnode.SERVICE_CIDR)
+        except OSError as e:
+            raise DevClusterError("node", f"node network: {e}") from e
+        try:
+            realnode.mount_containerd_root(lay)
+        except realnode.NodeSetupError as e:
+            raise DevClusterError(e.component, str(e)) from e
+        for name in ("containerd", *CONTROL_PLANE):
+            self._start(name, commands[name], rec)
+        # the images go into containerd while the API server starts
+        self._wait_socket("containerd", lay.containerd_socket, deadline)
+        t_img = time.monotonic()
+        importer = subprocess.Popen(
+            [str(lay.bin_dir / "ctr"), "--address", str(lay.containerd_socket), "-n", "k8s.io",
+             "images", "import", str(images)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            self._wait_ready(deadline)
+            self._wait_for("kube-controller-manager", "/api/v1/namespaces/default/serviceaccounts/default", deadline)
+            for name in ("kubelet", "kube-scheduler", "kube-proxy"):
+                self._start(name, commands[name], rec)
+            self._wait_for("kubelet", f"/api/v1/nodes/{NODE_NAME}", deadline, ready_node=True)
+            self._kubectl_apply(realnode.KUBE_ROUTER_RBAC, "kube-router")
+            self._start("kube-router", commands["kube-router"], rec)
+            ports = rec["ports"]
+            self._wait_http("kube-proxy", f"http://127.0.0.1:{ports['kubeProxyHealthz']}/healthz", deadline)
+            self._wait_http("kube-router", f"http://127.0.0.1:{ports['kubeRouterHealth']}/healthz", deadline)
+            out, _ = importer.communicate(timeout=max(5.0, deadline - time.monotonic() + 120))
+        except BaseException:
+            if importer.poll() is None:
+                importer.kill()
+                importer.wait()
+            raise
+        if importer.returncode != 0:
+            raise DevClusterError("images", f"ctr images import {images} failed:\n{out[-2000:]}",
+                                  self.log_path("containerd"))
+        self._log(f"dev cluster: images imported in {time.monotonic() - t_img:.1f}s ({images.name})")
+
+    def _wait_ready(self, deadline: float) -> None:
+        t0 = time.monotonic()
+        while True:
+            self._check_alive()
+            if self.readyz(timeout=1) == "ok":
+                break
+            if time.monotonic() > deadline:
+                raise DevClusterError("kube-apiserver", f"kube-apiserver not ready in time; see "
+                                                        f"{self.log_path('kube-apiserver')} and {self.log_path('etcd')}",
+                                      self.log_path("kube-apiserver"))
+            time.sleep(0.1)
+        self._log(f"dev cluster: /readyz ok after {time.monotonic() - t0:.1f}s")
+
+    def _wait_socket(self, component: str, path: Path, deadline: float) -> None:
+        while not path.is_socket():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                log = self.log_path(component)
+                raise DevClusterError(component, f"{component}: no socket {path} in time; see {log}:\n{_tail(log)}",
+                                      log)
+            time.sleep(0.05)
+
+    def _wait_http(self, component: str, url: str, deadline: float) -> None:
+        while True:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                log = self.log_path(component)
+                raise DevClusterError(component, f"{component} not healthy ({url}) in time; see {log}:\n{_tail(log)}",
+                                      log)
+            time.sleep(0.1)
+
+    def _kubectl_apply(self, manifest: str, component: str) -> None:
+        proc = subprocess.run([str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), "apply",
+                               "--server-side", "-f", "-"], input=manifest, capture_output=True, text=True,
+                              timeout=60)
+        if proc.returncode != 0:
+            raise DevClusterError(component, f"{component}: cannot apply its RBAC: {proc.stderr.strip()}")
 
     def _port(self, component: str, wanted: int | None, flag: str) -> int:
         if wanted:
@@ -279,7 +454,7 @@ class DevCluster:
         while True:
             self._check_alive()
             try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=2) as r:
+                with urllib.request.urlopen(f"https://{self.host}:{port}{path}", context=ctx, timeout=2) as r:
                     obj = json.loads(r.read())
                 if not ready_node or any(c.get("type") == "Ready" and c.get("status") == "True"
                                          for c in obj.get("status", {}).get("conditions", [])):
@@ -306,17 +481,17 @@ class DevCluster:
         path.chmod(0o600)
 
     # ----- down
-    def _stop_all(self, rec: dict) -> list[str]:
-        """Stop recorded processes in STOP_ORDER; returns the names still alive."""
+    def _stop(self, rec: dict, names) -> list[str]:
+        """Stop the recorded processes among ``names``, in that order; returns those still alive."""
         left = []
-        for name in STOP_ORDER:
+        for name in names:
             pid = rec.get("pids", {}).get(name)
             if not pid:
                 continue
             p = self._procs.get(name)
             if p is None and str(self.state_dir) not in procs.cmdline(pid):
                 continue  # not ours (pid reused) or already gone
-            procs.terminate(pid, grace=8.0 if name == "node" else 5.0)
+            procs.terminate(pid, grace=8.0 if name in ("node", "kubelet") else 5.0)
             if p is not None:
                 try:
                     p.wait(timeout=5)
@@ -324,14 +499,45 @@ class DevCluster:
                     pass
             if procs.is_alive(pid):
                 left.append(name)
-        # anything else still carrying the state dir in its command line (e.g. pods the node left)
-        for pid in procs.pids_mentioning(str(self.state_dir) + os.sep) + procs.pids_mentioning(str(self.state_dir) + " "):
-            procs.terminate(pid, grace=2.0, group=False)
+        return left
+
+    def _teardown(self, rec: dict) -> list[str]:
+        """Stop everything `up` started and, with the real node, undo what it changed on the
+        host (hoststate.cleanup); returns the components that could not be stopped."""
+        real = rec.get("node") == "real"
+        t0 = time.monotonic()
+
+        def step(what: str) -> None:
+            if real:
+                self._log(f"dev cluster: down: {what} ({time.monotonic() - t0:.1f}s)")
+        left = self._stop(rec, ("kube-router", "kube-proxy", "kubelet", "kube-scheduler", "node"))
+        step("node agents stopped")
+        socket_dir = rec.get("socketDir")
+        if real:
+            lay = realnode.NodeLayout(self.state_dir, rec.get("nodeName", NODE_NAME),
+                                      Path(rec.get("binDir") or self.bin_dir))
+            pid = rec.get("pids", {}).get("containerd")
+            if pid and procs.is_alive(pid) and lay.containerd_socket.is_socket():
+                realnode.remove_all_containers(lay)
+                step("containers removed")
+        left += self._stop(rec, ("containerd", *reversed(CONTROL_PLANE)))
+        step("containerd and the control plane stopped")
+        # anything else still carrying the state dir in its command line (pods of the process
+        # node, containerd's shims)
+        for d in filter(None, (str(self.state_dir), socket_dir)):
+            for pid in procs.pids_mentioning(d + os.sep) + procs.pids_mentioning(d + " "):
+                procs.terminate(pid, grace=2.0, group=False)
+        if real and "host0" in rec:
+            hoststate.cleanup(rec["host0"], bridge=realnode.BRIDGE,
+                              dirs=[d for d in (str(self.state_dir), socket_dir) if d])
+            if socket_dir:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            step("host state restored")
         return left
 
     def down(self, keep: bool = False) -> None:
         rec = self._record()
-        left = self._stop_all(rec)
+        left = self._teardown(rec)
         if left:
             raise DevClusterError(left[0], f"could not stop: {', '.join(left)}")
         if not keep and self.state_dir.exists():
@@ -339,6 +545,20 @@ class DevCluster:
         elif rec:
             rec["pids"] = {}
             self._save(rec)
+        if rec.get("node") == "real" and "host0" in rec:
+            dirs = [d for d in (str(self.state_dir), rec.get("socketDir")) if d]
+            remaining = hoststate.leftovers(rec["host0"], dirs=dirs, gone=dirs[1:] if keep else dirs)
+            if remaining:
+                raise DevClusterError("node", "`down` left these behind:\n  - " + "\n  - ".join(remaining))
+
+    def leftovers(self) -> list[str]:
+        """What a real node left on the host (needs the state directory's record; `down`
+        runs the same check itself before it removes the directory)."""
+        rec = self._record()
+        if "host0" not in rec:
+            return []
+        dirs = [d for d in (str(self.state_dir), rec.get("socketDir")) if d]
+        return hoststate.leftovers(rec["host0"], dirs=dirs, gone=dirs[1:])
 
     def pids(self) -> dict[str, int]:
         return dict(self._record().get("pids", {}))

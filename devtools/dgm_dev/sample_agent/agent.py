@@ -1,5 +1,9 @@
 """The sample agent proper: retrieval over the bundled passages, then a sentence reader.
 
+The package holds the passages only (``data/towns.json``, the agent's knowledge base); the
+questions and their expected answers are the grader's task suite (``devtools/suites``), which is
+never installed with the agent.
+
 Answer quality depends on the workspace's ``config.yaml`` (scorer, top_k, chunking, text
 normalisation, n-grams, abstention threshold) and on its ``ranker.py`` (the scoring code).
 """
@@ -45,9 +49,11 @@ def stem(word: str) -> str:
     return word
 
 
-def load_dataset() -> dict[str, Any]:
+def load_passages() -> dict[str, Any]:
+    """The bundled corpus: ``{"passages": [{"id": ..., "text": ...}, ...]}`` (no questions)."""
     text = resources.files(__package__).joinpath("data/towns.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 def default_workspace() -> Path:
@@ -101,11 +107,11 @@ class Answer:
 
 
 class QAAgent:
-    def __init__(self, workspace: Path | str, dataset: dict[str, Any] | None = None):
+    def __init__(self, workspace: Path | str, corpus: dict[str, Any] | None = None):
         self.workspace = Path(workspace)
         self.config = load_config(self.workspace)
         self.score_fn = load_ranker(self.workspace)
-        self.dataset = dataset or load_dataset()
+        self.corpus = corpus or load_passages()
         r, t = self.config["retrieval"], self.config["text"]
         self.method = str(r["scorer"])
         self.top_k = max(1, int(r["top_k"]))
@@ -144,7 +150,7 @@ class QAAgent:
     def _build_chunks(self) -> list[Chunk]:
         chunks = []
         step = self.chunk_size - self.chunk_overlap
-        for p in self.dataset["passages"]:
+        for p in self.corpus["passages"]:
             sents = [s for s in _SENT.split(p["text"].strip()) if s]
             for start in range(0, len(sents), step):
                 part = sents[start : start + self.chunk_size]

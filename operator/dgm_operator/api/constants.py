@@ -25,6 +25,8 @@ LABEL_REVISION = f"{GROUP}/revision"
 LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ROLE = f"{GROUP}/role"
 LABEL_SANDBOX = f"{GROUP}/sandbox"
+LABEL_PROPOSAL = f"{GROUP}/proposal"  # on proposal Jobs and pods: the candidate name it proposes
+ROLE_PROPOSAL = "proposal"  # LABEL_ROLE of proposal Jobs, their context ConfigMaps and NetworkPolicies
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 # On an agent's target Deployment and live ConfigMap (value "true"): the operator's watches
 # select them by it, instead of watching every Deployment and ConfigMap.
@@ -34,6 +36,9 @@ ANNOTATION_REVISION = f"{GROUP}/revision"  # on the Deployment's pod template
 ANNOTATION_ACTION = f"{GROUP}/action"  # on candidates: approve | reject (imperative, not in Git)
 ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to"  # on agents: imperative rollback request
 ANNOTATION_PROPOSE = f"{GROUP}/propose"  # on agents: any new value asks for one proposal now
+ANNOTATION_PARENT = f"{GROUP}/parent"  # on proposal Jobs: the parent candidate ("" = the baseline)
+ANNOTATION_PROPOSAL_RESULT = f"{GROUP}/proposal-result"  # on proposal Jobs: what the read result became
+LABEL_PROPOSAL_READ = f"{GROUP}/proposal-read"  # on proposal Jobs: "true" once the result was read
 
 # -- named sets of candidate phases ------------------------------------------------------
 #: count against the agent's maxConcurrentCandidates (not yet decided)

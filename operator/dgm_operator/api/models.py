@@ -59,7 +59,9 @@ from ..engine.types import ImprovementType  # noqa: E402
 from ..engine.types import ParamType as ParameterType  # noqa: E402
 from ..engine.types import Phase as CandidatePhase  # noqa: E402
 from ..engine.types import ProposerType  # noqa: E402
+from ..engine.types import ParameterSampler  # noqa: E402
 from ..engine.types import SelectionMethod as ParentSelection  # noqa: E402
+from ..engine.types import StagePromotion  # noqa: E402
 
 
 class HintDirection(str, Enum):
@@ -200,19 +202,68 @@ class StageSpec(WireModel):
 class SandboxSpec(WireModel):
     """Extra settings of the sandbox pod that runs an evaluation."""
 
+    egress_check: bool = Field(
+        True,
+        description="Before the candidate's code runs, check from inside the pod that egress is denied "
+        "(a connection to the API server's Service must fail); when it is not, the candidate ends "
+        "with reason SandboxNotEnforced and never runs.",
+    )
+    egress_check_seconds: int = Field(
+        20, ge=1, le=300, description="How long the check waits for the deny-egress policy to take effect."
+    )
     runtime_class_name: Optional[str] = Field(None, description="RuntimeClass of the pod (e.g. gvisor, kata).")
     node_selector: Optional[dict[str, str]] = Field(None, description="Node selector of the pod.")
     tolerations: Optional[list[dict[str, Any]]] = Field(None, description="Tolerations of the pod (core/v1 Toleration).")
     pod_labels: Optional[dict[str, str]] = Field(None, description="Extra labels of the pod.")
 
 
-class EvaluationSpec(WireModel):
-    """How a candidate (or the baseline) is measured: a sandboxed Job per stage."""
+class EvaluationMode(str, Enum):
+    GRADER = "Grader"
+    SINGLE_PROCESS = "SingleProcess"
 
-    image: str = Field(description="Image of the evaluation container.", min_length=1)
-    command: Optional[list[str]] = Field(None, description="Command of the evaluation container.")
-    args: Optional[list[str]] = Field(None, description="Arguments of the evaluation container.")
+
+class AgentUnderTest(WireModel):
+    """How the candidate agent runs in its own container of the evaluation pod: the
+    candidate's image (else the agent's), its files read-only at /workspace, serving its
+    protocol on localhost for the grader."""
+
+    command: list[str] = Field(min_length=1, max_length=MAX_LIST, description="Command that serves the agent.")
+    args: Optional[list[str]] = Field(None, description="Arguments of the agent container.")
     env: Optional[list[EnvVar]] = Field(None, description="Environment variables (name/value).")
+    port: int = Field(8000, ge=1, le=65535, description="Port the agent serves on localhost (DGM_AGENT_URL for the grader).")
+
+
+class EvaluationSpec(WireModel):
+    """How a candidate (or the baseline) is measured: a sandboxed Job per stage.
+
+    In the default ``Grader`` mode the pod has two containers: the agent under test
+    (``agent``) and the grader (``image``/``command``/``args``), which drives it over
+    localhost and alone reports the metrics; they share no process, file system or writable
+    volume. ``SingleProcess`` runs ``command`` in one container with the candidate's files:
+    an explicit opt-out for in-process benchmarks, shown on the agent as condition
+    EvaluationIsolated=False."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_k8s(
+            **{
+                "x-kubernetes-validations": [
+                    _cel(
+                        "(has(self.mode) && self.mode == 'SingleProcess') || has(self.agent)",
+                        "evaluation.agent is required unless evaluation.mode is SingleProcess "
+                        "(the grader drives the agent under test in its own container)",
+                        fieldPath=".agent",
+                    )
+                ]
+            }
+        )
+    )
+
+    mode: EvaluationMode = Field(EvaluationMode.GRADER, description="Grader (two containers) or SingleProcess (opt-out).")
+    agent: Optional[AgentUnderTest] = Field(None, description="The agent under test (Grader mode).")
+    image: str = Field(description="Image of the grader (or of the single evaluation container).", min_length=1)
+    command: Optional[list[str]] = Field(None, description="Command of the grader container.")
+    args: Optional[list[str]] = Field(None, description="Arguments of the grader container.")
+    env: Optional[list[EnvVar]] = Field(None, description="Environment variables of the grader (name/value).")
     metrics: list[MetricSpec] = Field(
         min_length=1,
         max_length=MAX_LIST,
@@ -246,6 +297,13 @@ class EvaluationSpec(WireModel):
             }
         ),
     )
+    promotion: StagePromotion = Field(
+        StagePromotion.THRESHOLD,
+        description="Which children of a cheap stage run the next one: threshold (its passThreshold) or rank "
+                    "(the top 1/eta of the children evaluated at that stage, each against its parent on the "
+                    "same tasks; passThreshold, when set, is a floor too). See docs/search.md.",
+    )
+    eta: float = Field(3.0, ge=1.5, le=100.0, description="Rank promotion: the top 1/eta of a stage's children run the next stage.")
     sandbox: Optional[SandboxSpec] = Field(None, description="Sandbox pod settings.")
     protected_files: list[str] = Field(
         default_factory=list,
@@ -298,6 +356,98 @@ class WebhookSpec(WireModel):
     timeout_seconds: int = Field(30, ge=1, le=3600, description="Request timeout.")
 
 
+class SecretKeyRef(WireModel):
+    """A key of a Secret in the agent's namespace. The operator never reads it: the proposal
+    Job gets it through ``env.valueFrom.secretKeyRef``."""
+
+    name: str = Field(description="Secret name.", min_length=1, max_length=253)
+    key: str = Field(description="Key in the Secret.", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class EgressPort(WireModel):
+    port: int = Field(ge=1, le=65535, description="Destination port.")
+    protocol: str = Field("TCP", pattern=r"^(TCP|UDP|SCTP)$", description="TCP, UDP or SCTP.")
+
+
+class EgressRule(WireModel):
+    """One egress rule of the proposal pod's NetworkPolicy (networking.k8s.io/v1 NetworkPolicyEgressRule)."""
+
+    to: Optional[list[dict[str, Any]]] = Field(
+        None,
+        max_length=MAX_LIST,
+        description="Peers (NetworkPolicyPeer: ipBlock, namespaceSelector, podSelector); unset: any destination.",
+        json_schema_extra=_k8s(items={"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    )
+    ports: list[EgressPort] = Field(min_length=1, max_length=MAX_LIST, description="Destination ports.")
+
+
+class LLMProposerSpec(WireModel):
+    """The built-in LLM proposer: an OpenAI-compatible chat-completions endpoint, called from
+    a proposal Job in the agent's namespace (docs/llm-proposer.md)."""
+
+    base_url: str = Field(
+        alias="baseURL",
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+",
+        description="OpenAI-compatible endpoint, e.g. http://vllm.llm.svc:8000/v1 or https://api.openai.com/v1.",
+    )
+    model: str = Field(min_length=1, max_length=256, description="Model name the endpoint serves.")
+    api_key_secret_ref: Optional[SecretKeyRef] = Field(
+        None, description="Secret key holding the API key (optional: local servers often need none)."
+    )
+    temperature: Optional[float] = Field(None, ge=0.0, le=2.0, description="Sampling temperature; unset: the server's default.")
+    max_tokens: Optional[int] = Field(None, ge=1, le=1_000_000, description="Completion tokens per model call; unset: the server's default.")
+    timeout_seconds: int = Field(120, ge=1, le=3600, description="Timeout of one model call (retried on timeouts, 429 and 5xx).")
+    max_tokens_per_day: Optional[int] = Field(
+        None, ge=1, description="Daily token budget of the agent (UTC days); when spent, proposals pause until the next day."
+    )
+    max_fix_attempts: int = Field(
+        2, ge=0, le=5,
+        description="Times a malformed reply, or edits that do not apply, go back to the model with the error.",
+    )
+    egress: Optional[list[EgressRule]] = Field(
+        None,
+        max_length=MAX_LIST,
+        description="Egress the proposal pod may use besides DNS; unset: TCP to the port of baseURL, any destination.",
+    )
+
+
+class EnvVarSource(WireModel):
+    secret_key_ref: SecretKeyRef = Field(description="A key of a Secret in the agent's namespace.")
+
+
+class ProposerEnvVar(WireModel):
+    model_config = ConfigDict(
+        json_schema_extra=_k8s(
+            **{
+                "x-kubernetes-validations": [
+                    _cel("has(self.value) != has(self.valueFrom)", "proposer.job.env: set exactly one of value or valueFrom"),
+                ]
+            }
+        )
+    )
+
+    name: str = Field(description="Variable name.", min_length=1, max_length=253)
+    value: Optional[str] = Field(None, description="Variable value.")
+    value_from: Optional[EnvVarSource] = Field(None, description="Value from a Secret key.")
+
+
+class JobProposerSpec(WireModel):
+    """A user's own coding agent, run as the proposal Job's proposer: it reads
+    /proposal/context.json and writes /proposal/out (docs/llm-proposer.md)."""
+
+    image: str = Field(min_length=1, description="Image of the coding agent.")
+    command: Optional[list[str]] = Field(None, description="Command (the image's entrypoint if unset).")
+    args: Optional[list[str]] = Field(None, description="Arguments.")
+    env: Optional[list[ProposerEnvVar]] = Field(None, max_length=64, description="Environment (values or Secret keys).")
+    timeout_seconds: int = Field(1800, ge=1, le=86400, description="Deadline of the proposal Job (activeDeadlineSeconds).")
+    resources: Optional[Resources] = Field(None, description="Resources of the coding agent's container.")
+    egress: Optional[list[EgressRule]] = Field(
+        None, max_length=MAX_LIST, description="Egress the proposal pod may use besides DNS; unset: none."
+    )
+
+
 class ProposerSpec(WireModel):
     """How the operator proposes candidates on its own."""
 
@@ -313,16 +463,24 @@ class ProposerSpec(WireModel):
                         "self.type != 'parameters' || (has(self.searchSpace) && size(self.searchSpace) > 0)",
                         "proposer.searchSpace must not be empty when proposer.type is parameters",
                     ),
+                    _cel(
+                        "self.type != 'llm' || has(self.llm)",
+                        "proposer.llm is required when proposer.type is llm",
+                    ),
+                    _cel(
+                        "self.type != 'job' || has(self.job)",
+                        "proposer.job is required when proposer.type is job",
+                    ),
                 ]
             }
         )
     )
 
-    type: ProposerType = Field(ProposerType.HEURISTIC, description="heuristic, parameters or webhook.")
+    type: ProposerType = Field(ProposerType.HEURISTIC, description="heuristic, parameters, webhook, llm or job.")
     search_space: list[SearchParameter] = Field(
         default_factory=list,
         max_length=MAX_LIST,
-        description="Tunable parameters (for heuristic and parameters proposers).",
+        description="Tunable parameters (for heuristic and parameters proposers; shown to llm and job proposers).",
         json_schema_extra=_k8s(
             **{
                 "x-kubernetes-validations": [
@@ -334,7 +492,15 @@ class ProposerSpec(WireModel):
             }
         ),
     )
+    sampler: ParameterSampler = Field(
+        ParameterSampler.TPE,
+        description="How the parameters proposer picks values: tpe (Optuna TPE), cmaes (Optuna CMA-ES), random, "
+                    "each warm-started from the archive's evaluated candidates, or mutation (a Gaussian step "
+                    "from the parent's values).",
+    )
     webhook: Optional[WebhookSpec] = Field(None, description="External proposer (type webhook).")
+    llm: Optional[LLMProposerSpec] = Field(None, description="OpenAI-compatible model (type llm).")
+    job: Optional[JobProposerSpec] = Field(None, description="A user's own coding-agent image (type job).")
     seed: Optional[int] = Field(None, description="Random seed of the proposer (reproducible runs).")
 
 
@@ -353,6 +519,11 @@ class PolicySpec(WireModel):
     improvement_interval_minutes: int = Field(30, ge=1, description="Minutes between two proposals.")
     min_improvement: float = Field(0.01, ge=0.0, description="Improvement score needed to validate a candidate.")
     auto_apply: bool = Field(False, description="Apply validated candidates without approval (spec.approved).")
+    auto_apply_code: bool = Field(
+        False,
+        description="With autoApply, also apply changes to code (any file but configuration: .yaml, .json, .toml, "
+        ".ini, .cfg, .conf, .txt, .md, .csv) without approval. Off by default: code is reviewed by a person.",
+    )
     allowed_files: list[str] = Field(
         default_factory=lambda: ["**"],
         max_length=MAX_LIST,
@@ -364,6 +535,13 @@ class PolicySpec(WireModel):
         description="Python modules changed code may import; unset or empty: the engine's default list.",
     )
     max_change_bytes: int = Field(65536, ge=1, description="Maximal total size of a candidate's changes.")
+    max_files: int = Field(64, ge=1, le=MAX_CHANGED_FILES, description="Maximal number of files a candidate changes.")
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="Image references (globs, e.g. registry.example/agent:*, or digests) a candidate's image "
+        "may take without approval; any other image change waits for approval even with autoApply.",
+    )
     rollback: RollbackPolicy = Field(
         default_factory=RollbackPolicy,
         description="Automatic rollback.",
@@ -374,7 +552,12 @@ class PolicySpec(WireModel):
 class ArchiveSpec(WireModel):
     """The open-ended archive of candidates."""
 
-    parent_selection: ParentSelection = Field(ParentSelection.DGM, description="dgm, greedy or random.")
+    parent_selection: ParentSelection = Field(
+        ParentSelection.ADAPTIVE,
+        description="adaptive (greedy until stalled, then broaden; the default, chosen by `dgm bench search`), "
+                    "dgm (the DGM paper's rule), greedy, random, hgm (clade-metaproductivity Thompson sampling) "
+                    "or elite (DGM weights on a bounded, median/MAD-normalised elite). See docs/search.md.",
+    )
     max_candidates: int = Field(200, ge=1, description="Candidates kept per agent (oldest non-applied pruned first).")
 
 
@@ -430,6 +613,9 @@ class RevisionRecord(WireModel):
     candidate: Optional[str] = Field(None, description="Candidate that produced it (none for revision 1).")
     snapshot: Optional[str] = Field(None, description="Immutable snapshot ConfigMap holding its files.")
     image: Optional[str] = Field(None, description="Container image of this revision.")
+    image_id: Optional[str] = Field(
+        None, alias="imageID", description="The image as the node reported it when the revision was evaluated (a digest where it has one)."
+    )
     applied_at: Optional[datetime] = Field(None, description="When it was applied.")
     score: Optional[float] = Field(None, description="Score measured for it.")
     rolled_back_at: Optional[datetime] = Field(None, description="When it was rolled back, if it was.")
@@ -439,6 +625,17 @@ class ArchiveStatus(WireModel):
     size: Optional[int] = Field(None, description="Candidates in the archive.")
     best_score: Optional[float] = Field(None, description="Best improvement score seen.")
     best_candidate: Optional[str] = Field(None, description="Candidate with the best score.")
+
+
+class TokenLedger(WireModel):
+    """Model tokens an agent's proposals spent: today (UTC) against maxTokensPerDay, and in all."""
+
+    day: Optional[str] = Field(None, description="UTC day of `used` (YYYY-MM-DD).")
+    used: Optional[int] = Field(None, ge=0, description="Tokens spent on that day.")
+    total: Optional[int] = Field(None, ge=0, description="Tokens spent since the agent was created.")
+    charged: Optional[list[str]] = Field(
+        None, max_length=64, description="The last proposal Jobs counted (so a Job read twice counts once)."
+    )
 
 
 class DGMAgentStatus(WireModel):
@@ -460,6 +657,8 @@ class DGMAgentStatus(WireModel):
         None, description="The last rollback request acted upon (spec.rollbackToRevision or the dgm.io/rollback-to annotation)."
     )
     handled_propose: Optional[str] = Field(None, description="The last dgm.io/propose annotation value acted upon.")
+    proposals_in_flight: Optional[int] = Field(None, ge=0, description="Proposal Jobs running or not read back yet (llm and job proposers).")
+    tokens: Optional["TokenLedger"] = Field(None, description="Model tokens spent by proposals (llm and job proposers).")
 
 
 # ---------------------------------------------------------------------------
@@ -546,8 +745,27 @@ class ValidationStatus(WireModel):
     repeats: Optional[int] = Field(None, description="Runs measured.")
     duration_seconds: Optional[float] = Field(None, description="Evaluation time (the seed's validation_time).")
     tests: Optional[dict[str, Any]] = Field(None, description="Free-form test results of the evaluation.")
+    agent_image_id: Optional[str] = Field(
+        None, alias="agentImageID", description="Image ID (a digest where the node reports one) the agent under test ran with."
+    )
     started_at: Optional[datetime] = Field(None, description="Start of the evaluation.")
     finished_at: Optional[datetime] = Field(None, description="End of the evaluation.")
+
+
+class TokenUsage(WireModel):
+    prompt: int = Field(0, ge=0, description="Prompt tokens.")
+    completion: int = Field(0, ge=0, description="Completion tokens.")
+    total: int = Field(0, ge=0, description="Total tokens.")
+
+
+class ProposalStatus(WireModel):
+    """How an llm or job proposer produced the candidate."""
+
+    job_name: Optional[str] = Field(None, description="The proposal Job.")
+    model: Optional[str] = Field(None, description="Model that wrote the change.")
+    tokens: Optional[TokenUsage] = Field(None, description="Tokens the proposal spent (from the API's usage).")
+    calls: Optional[int] = Field(None, ge=0, description="Model calls (diagnose, implement, fixes).")
+    estimated: Optional[bool] = Field(None, description="True when the endpoint reported no usage and tokens were estimated.")
 
 
 class ImprovementCandidateStatus(WireModel):
@@ -563,6 +781,11 @@ class ImprovementCandidateStatus(WireModel):
     safety: Optional[SafetyStatus] = Field(None, description="Static safety analysis.")
     validation: Optional[ValidationStatus] = Field(None, description="Evaluation result.")
     revision: Optional[int] = Field(None, description="Agent revision created by applying this candidate.")
+    files_digest: Optional[str] = Field(
+        None, description="Digest of the merged file set and image it is evaluated with (sha256:...), set when its "
+                          "evaluation starts; a later proposal with the same digest is a DuplicateCandidate.")
+    duplicate_of: Optional[str] = Field(None, description="The candidate this one duplicates (reason DuplicateCandidate).")
+    proposal: Optional[ProposalStatus] = Field(None, description="The proposal Job that wrote it (llm and job proposers).")
     reason: Optional[str] = Field(None, description="Reason of the last decision (CamelCase).")
     message: Optional[str] = Field(None, description="Details of the last decision.")
 

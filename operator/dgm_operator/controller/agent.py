@@ -6,11 +6,11 @@ from __future__ import annotations
 from ..api import constants
 from ..api import models as api
 from ..engine import policies
-from . import builders, mapping, names, proposals, revisions
+from . import builders, mapping, names, proposal_jobs, proposals, revisions
 from . import metrics as telemetry
 from .conditions import set_condition
 from .context import Context
-from .evaluation import Owner, stages, start_stage
+from .evaluation import Owner, is_single_process, revision_image, stages, start_stage
 from .jobs import JobState, read_result
 from .observed import AgentView, candidate_phase, needs_attention
 from .status import write_agent_changes
@@ -47,6 +47,7 @@ def reconcile(ctx: Context, namespace: str, name: str) -> list[str]:
                                message=f"rollback to revision {target} requested")
             ctx.schedule.plan(key, None)
             return []
+        _evaluation_conditions(ctx, view, patch)
         active = _improvement_loop(ctx, view, patch, ready)
         archive = proposals.archive_of(view.candidates)
         summary = archive.summary()
@@ -88,7 +89,7 @@ def _set(patch: api.DGMAgentStatus) -> dict[str, object]:
     return {k: getattr(patch, k) for k in patch.model_fields_set}
 
 
-def _condition(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, type_: str, status: bool, reason: str,
+def _condition(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, type_: str, status: bool | str, reason: str,
                message: str) -> None:
     patch.conditions = set_condition(patch.conditions, type_, status, reason, message,
                                      generation=view.generation, now=ctx.now())
@@ -161,7 +162,8 @@ def measure_baseline(ctx: Context, view: AgentView, revision: int) -> tuple[api.
             pending = True
             continue
         if result.state is JobState.MISSING:
-            start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.name, revision))
+            start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.name, revision),
+                        agent_image=revision_image(view.status, revision))
             pending = True
             continue
         if not result.has_metrics([m.name for m in specs]):
@@ -198,24 +200,74 @@ def rollback_request(view: AgentView) -> tuple[str, int | None] | None:
     return None
 
 
+def _evaluation_conditions(ctx: Context, view: AgentView, patch: api.DGMAgentStatus) -> None:
+    """EvaluationIsolated: whether the grader runs apart from the candidate.
+    SandboxEnforced: what the newest evaluated candidate's egress check found."""
+    if is_single_process(view.agent):
+        _condition(ctx, view, patch, "EvaluationIsolated", False, "SingleProcessEvaluation",
+                   "evaluation.mode is SingleProcess: the grader runs in the candidate's process, so a "
+                   "candidate can change how it is graded")
+    else:
+        _condition(ctx, view, patch, "EvaluationIsolated", True, "GraderSeparate",
+                   "the grader drives the agent under test from its own container")
+    sandbox = view.agent.spec.evaluation.sandbox or api.SandboxSpec()
+    evaluated = [c for c in view.candidates if candidate_phase(c) in constants.DECIDED_PHASES
+                 and ((c.get("status") or {}).get("validation") or {}).get("jobName")]
+    newest = max(evaluated, key=lambda c: c["metadata"].get("creationTimestamp") or "", default=None)
+    if not sandbox.egress_check:
+        _condition(ctx, view, patch, "SandboxEnforced", "Unknown", "EgressCheckDisabled",
+                   "evaluation.sandbox.egressCheck is false: nothing checks that egress is denied")
+    elif newest is None:
+        _condition(ctx, view, patch, "SandboxEnforced", "Unknown", "NotChecked", "no candidate was evaluated yet")
+    elif (newest.get("status") or {}).get("reason") == "SandboxNotEnforced":
+        _condition(ctx, view, patch, "SandboxEnforced", False, "SandboxNotEnforced",
+                   f"candidate {newest['metadata']['name']}: " + str((newest.get("status") or {}).get("message")))
+    else:
+        _condition(ctx, view, patch, "SandboxEnforced", True, "EgressDenied",
+                   f"the egress check of candidate {newest['metadata']['name']} found egress denied")
+
+
 def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, ready: bool) -> int:
-    """Propose when due and allowed; set the Improving condition. Returns the number of
-    active candidates."""
-    active = sum(1 for c in view.candidates if candidate_phase(c) in constants.ACTIVE_PHASES)
+    """Read finished proposal Jobs back, propose when due and allowed (in process, or by
+    starting a proposal Job for llm and job proposers), set the Improving condition. Returns
+    the number of active candidates and proposals in flight."""
+    as_job = proposal_jobs.runs_as_job(view.agent)
+    in_flight, outcomes = proposal_jobs.read_finished(ctx, view) if as_job else (0, [])
+    if outcomes:
+        view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
+    active = sum(1 for c in view.candidates if candidate_phase(c) in constants.ACTIVE_PHASES) + in_flight
     decision = policies.evaluate_chain(policies.PROPOSAL_CHAIN, policies.Facts(
         paused=view.agent.spec.paused, active_candidates=active,
-        max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates))
-    reason, message = decision if decision else ("Idle", "waiting for the next interval")
+        max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates,
+        tokens_today=proposal_jobs.tokens_today(ctx, view),
+        max_tokens_per_day=proposal_jobs.max_tokens_per_day(view.agent), now=ctx.now_datetime()))
+    if outcomes and (decision is None or decision.reason == "ConcurrencyLimitReached"):
+        # what a proposal Job just became says more than the limit it now fills
+        reason, message = ("Proposed" if outcomes[-1].created else "ProposerFailed"), outcomes[-1].message
+    elif decision:
+        reason, message = decision
+    else:
+        reason, message = "Idle", "waiting for the next interval"
     if ready and decision is None and proposals.proposal_due(ctx, view):
-        created, message = proposals.propose(ctx, view)
-        reason = "Proposed" if created else "ProposerFailed"
-        patch.proposals = (view.status.proposals or 0) + 1
-        patch.last_proposal_time = ctx.now_datetime()
-        requested = view.annotation(constants.ANNOTATION_PROPOSE)
-        if requested:
-            patch.handled_propose = requested
-        if created:
-            view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
-            active += 1
-    _condition(ctx, view, patch, "Improving", reason == "Proposed" or active > 0, reason, message)
+        if as_job:
+            started, message = proposal_jobs.start(ctx, view)  # writes the proposal counter itself
+            reason = "ProposalStarted" if started else "ProposerFailed"
+            in_flight += int(started)
+            active += int(started)
+        else:
+            created, message = proposals.propose(ctx, view)
+            reason = "Proposed" if created else "ProposerFailed"
+            started = False
+            if created:
+                view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
+                active += 1
+        if not started:
+            patch.proposals = (view.status.proposals or 0) + 1
+            patch.last_proposal_time = ctx.now_datetime()
+            requested = view.annotation(constants.ANNOTATION_PROPOSE)
+            if requested:
+                patch.handled_propose = requested
+    if as_job:
+        patch.proposals_in_flight = in_flight
+    _condition(ctx, view, patch, "Improving", reason in ("Proposed", "ProposalStarted") or active > 0, reason, message)
     return active

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .. import __version__
 from .kubeapi import KubeAPI
 from .schedule import Schedule
 
@@ -37,6 +38,12 @@ def parse_time(value: object) -> float | None:
     if isinstance(value, dt.datetime):
         return value.timestamp()
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def default_proposer_image() -> str:
+    """The image of proposal Jobs (``dgm propose-llm``, ``dgm proposal-result``): the chart sets
+    ``DGM_PROPOSER_IMAGE`` to the operator's own image."""
+    return os.environ.get("DGM_PROPOSER_IMAGE") or f"dgm-operator:{__version__}"
 
 
 def failpoint(name: str) -> None:
@@ -76,6 +83,7 @@ class Context:
     # Namespaces whose deny-egress NetworkPolicy this process created or found: one
     # create per namespace and process instead of one per Job.
     sandboxed_namespaces: set[str] = field(default_factory=set)
+    proposer_image: str = field(default_factory=default_proposer_image)
     # When each agent's next pass is due (an agent pass plans its next proposal here).
     schedule: Schedule = field(default_factory=Schedule)
 

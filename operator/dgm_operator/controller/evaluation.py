@@ -71,11 +71,22 @@ class Owner:
         return labels
 
 
+def revision_image(status: api.DGMAgentStatus, revision: int | None = None) -> str | None:
+    """The image of ``revision`` (default: the current one) as the agent's history records it."""
+    wanted = revision if revision is not None else status.current_revision
+    return next((r.image for r in status.revisions or [] if r.revision == wanted), None)
+
+
+def is_single_process(agent: api.DGMAgent) -> bool:
+    return agent.spec.evaluation.mode is api.EvaluationMode.SINGLE_PROCESS
+
+
 def start_stage(ctx: Context, owner: Owner, agent: api.DGMAgent, stage: Stage, *, workspace: str,
-                files: Mapping[str, str] | None = None) -> str:
+                agent_image: str | None, files: Mapping[str, str] | None = None) -> str:
     """Create (idempotently) the workspace ConfigMap when ``files`` are given, the
     namespace's deny-egress NetworkPolicy and the stage's evaluation Job, all owned by the
-    owner. Returns the Job's name."""
+    owner. ``agent_image`` is the image of the agent under test (Grader mode). Returns the
+    Job's name."""
     namespace = owner.namespace
     owner_ref = builders.owner_reference(owner.obj)
     labels = owner.labels()
@@ -90,12 +101,20 @@ def start_stage(ctx: Context, owner: Owner, agent: api.DGMAgent, stage: Stage, *
     job_name = owner.job_name(stage)
     sandbox = ev.sandbox or api.SandboxSpec()
     resources = ev.resources.model_dump(exclude_none=True) if ev.resources else None
+    grader = builders.ContainerRun(ev.image, list(ev.command or []), [*(ev.args or []), *stage.args],
+                                   [{"name": e.name, "value": e.value} for e in ev.env or []])
+    under_test = None
+    if not is_single_process(agent) and ev.agent is not None:
+        if not agent_image:
+            raise ValueError(f"no image for the agent under test of {owner.name}")
+        under_test = builders.ContainerRun(agent_image, list(ev.agent.command), list(ev.agent.args or []),
+                                           [{"name": e.name, "value": e.value} for e in ev.agent.env or []])
     ctx.kube.create(builders.evaluation_job(
-        name=job_name, namespace=namespace, owner=owner_ref, labels=labels, image=ev.image,
-        command=list(ev.command or []), args=[*(ev.args or []), *stage.args],
-        env=[{"name": e.name, "value": e.value} for e in ev.env or []],
+        name=job_name, namespace=namespace, owner=owner_ref, labels=labels, grader=grader, agent=under_test,
+        agent_port=ev.agent.port if ev.agent else None,
         workspace_configmap=workspace, timeout_seconds=ev.timeout_seconds,
         repeats=stage.repeats, stage=stage.name, resources=resources,
+        egress_check_seconds=sandbox.egress_check_seconds if sandbox.egress_check else None,
         runtime_class_name=sandbox.runtime_class_name, node_selector=sandbox.node_selector,
         tolerations=sandbox.tolerations, pod_labels=sandbox.pod_labels,
     ))

@@ -57,6 +57,7 @@ from ..api.constants import AGENTS, CANDIDATES, FINAL_PHASES, GROUP, VERSION
 from . import jobs, metrics, readmodel
 from .kube import Kube
 from .peering import Activity
+from .kubeapi import KubeAPI
 from .readmodel import CachedKube, ReadModel, SummaryFeed, resource_version
 from .reconciler import Reconciler
 from .schedule import Key, Schedule
@@ -101,7 +102,8 @@ def reconciler() -> Reconciler:
     if _reconciler is None:
         # one pooled connection per worker thread (urllib3 keeps 10 by default)
         api = Kube(pool_size=MAX_WORKERS + SCHEDULED_WORKERS + 4)
-        _reconciler = Reconciler(CachedKube(api, MODEL), schedule=SCHEDULE)
+        cached: KubeAPI = CachedKube(api, MODEL)  # checked against the interface here
+        _reconciler = Reconciler(cached, schedule=SCHEDULE)
     return _reconciler
 
 
@@ -308,6 +310,16 @@ def candidate_event(event: dict[str, Any], body: kopf.Body, namespace: str, name
     _candidate(namespace, name)
 
 
+def _reconcile_owner(namespace: str, body: kopf.Body) -> None:
+    """Reconcile what an evaluation Job or its pod belongs to: a candidate, else the agent
+    (a baseline), as their labels say."""
+    labels = body.get("metadata", {}).get("labels") or {}
+    if labels.get(constants.LABEL_CANDIDATE):
+        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
+    elif labels.get(constants.LABEL_AGENT):
+        _agent(namespace, labels[constants.LABEL_AGENT], "event")
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
 def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
@@ -315,11 +327,21 @@ def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str,
         return
     if not jobs.is_finished(body):
         return
-    labels = body.get("metadata", {}).get("labels") or {}
-    if labels.get(constants.LABEL_CANDIDATE):
-        _candidate(namespace, labels[constants.LABEL_CANDIDATE])
-    elif labels.get(constants.LABEL_AGENT):
-        _agent(namespace, labels[constants.LABEL_AGENT], "event")
+    _reconcile_owner(namespace, body)
+
+
+@kopf.on.event("", "v1", "pods", labels={constants.LABEL_SANDBOX: "true"})
+def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A sandbox container that cannot start (its image is not on the node, say) ends its
+    evaluation now rather than at the Job's deadline."""
+    if event.get("type") == "DELETED":
+        return
+    statuses = [*((body.get("status") or {}).get("initContainerStatuses") or []),
+                *((body.get("status") or {}).get("containerStatuses") or [])]
+    if not any(((s.get("state") or {}).get("waiting") or {}).get("reason") in jobs.FATAL_WAITING_REASONS
+               for s in statuses):
+        return
+    _reconcile_owner(namespace, body)
 
 
 @kopf.on.event(GROUP, VERSION, AGENTS)

@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import constants
 from ..api.constants import AGENTS, CANDIDATES, GROUP, VERSION
-from .kubeapi import Conflict, NotFound
+from .kubeapi import Conflict, ContainerEnd, NotFound
 from .metrics import API_READS, API_WRITES
 
 log = logging.getLogger(__name__)
@@ -184,17 +184,55 @@ class Kube:
         out = patch(name, ns, dict(body), field_manager=constants.FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
         return self._dict(out)
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
-        """The terminated container's message and exit code of a Job's (newest) pod."""
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        """How each container (init containers included) of the Job's newest pod ended or
+        why it is waiting; empty when the Job has no pod."""
         API_READS.labels("list", "pods").inc()
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-        pods.sort(key=lambda p: p.metadata.creation_timestamp or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        for pod in reversed(pods):
-            for status in pod.status.container_statuses or []:
-                term = status.state and status.state.terminated
-                if term is not None:
-                    return term.message, term.exit_code
-        return None, None
+        if not pods:
+            return {}
+        epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        pod = max(pods, key=lambda p: (p.metadata.creation_timestamp if p.metadata else None) or epoch)
+        out: dict[str, ContainerEnd] = {}
+        status = pod.status
+        for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])] if status else []:
+            state = cs.state
+            term = state.terminated if state else None
+            waiting = state.waiting if state else None
+            if term is not None:
+                out[cs.name] = ContainerEnd(term.message, term.exit_code, term.reason or "", cs.image_id or "")
+            elif waiting is not None and waiting.reason:
+                out[cs.name] = ContainerEnd(waiting.message, None, waiting.reason, cs.image_id or "", waiting=True)
+            elif cs.image_id:
+                out[cs.name] = ContainerEnd(None, None, "", cs.image_id, running=True)
+        return out
+
+    def _newest_pod(self, namespace: str, job_name: str) -> Any:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
+        oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        return max(pods, key=lambda p: p.metadata.creation_timestamp or oldest) if pods else None
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return [self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        API_WRITES.labels("patch", "Job").inc()
+        return self._dict(self.batch.patch_namespaced_job(name, namespace, {"metadata": dict(metadata)}))
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        """At most ``limit_bytes`` of a container's log (``pods/log``) in the Job's newest pod."""
+        pod = self._newest_pod(namespace, job_name)
+        if pod is None:
+            return None
+        try:
+            response = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=container,
+                                                         limit_bytes=limit_bytes, _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (400, 403, 404):  # no such container, its log is gone, or no pods/log right
+                log.warning("cannot read the log of %s/%s (%s): %s", job_name, container, exc.status, exc.reason)
+                return None
+            raise
+        return bytes(response.data).decode("utf-8", "replace")
 
     def delete_candidate(self, namespace: str, name: str) -> None:
         API_WRITES.labels("delete", "ImprovementCandidate").inc()

@@ -7,9 +7,24 @@ implement it over dicts (``tests/unit/fakekube.py``). Objects go in and out as p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ContainerEnd:
+    """A container of an evaluation pod: its termination message, exit code and reason
+    (e.g. OOMKilled, Error, or a waiting reason such as ErrImageNeverPull), and the image ID
+    the node reports (a digest where it has one)."""
+
+    message: str | None
+    exit_code: int | None
+    reason: str = ""
+    image_id: str = ""
+    waiting: bool = False
+    running: bool = False
 
 
 class NotFound(LookupError):
@@ -67,8 +82,21 @@ class KubeAPI(Protocol):
         """Server-side apply (field manager dgm-operator) of a ConfigMap or Deployment."""
         ...
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
-        """The terminated container's message and exit code of the Job's newest pod."""
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        """How each container of the Job's newest pod ended (or why it waits), by name."""
+        ...
+
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
+        """Jobs matching a label selector."""
+        ...
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:
+        """Merge-patch a Job's metadata (labels, annotations)."""
+        ...
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        """At most ``limit_bytes`` of one container's log in the Job's newest pod; None when
+        there is no pod (or the log cannot be read)."""
         ...
 
     def event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None: ...

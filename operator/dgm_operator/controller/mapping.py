@@ -4,14 +4,12 @@ engine's plain types, and engine results back onto status fragments. Pure."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping, Sequence
 
 from ..api import models as api
 from ..engine import safety as engine_safety
+from ..engine.policies import image_allowed
 from ..engine.types import CandidateRecord, Finding, MetricSpec, Phase, SearchParam, Severity
-
-CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 def metric_specs(agent: api.DGMAgent) -> list[MetricSpec]:
@@ -33,6 +31,7 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
     kwargs: dict[str, Any] = dict(
         allowed_files=tuple(policy.allowed_files or ("*",)),
         max_change_bytes=policy.max_change_bytes,
+        max_files=policy.max_files,
         search_space=tuple(search_space(agent)),
     )
     protected = agent.spec.evaluation.protected_files
@@ -44,12 +43,9 @@ def safety_policy(agent: api.DGMAgent) -> engine_safety.SafetyPolicy:
 
 
 def configmap_key_findings(changes: Mapping[str, str]) -> list[Finding]:
-    """Change keys become ConfigMap keys of the live agent: they must be valid ones."""
-    return [
-        Finding("path", Severity.CRITICAL, name,
-                "file names are ConfigMap keys: letters, digits, '-', '_' and '.' only (no directories)")
-        for name in changes if not CONFIGMAP_KEY.match(name)
-    ]
+    """Change keys become ConfigMap keys of the live agent (the rule lives in the engine;
+    :func:`engine_safety.analyze` applies it to every change)."""
+    return engine_safety.configmap_key_findings(changes)
 
 
 def metrics_to_list(metrics: Mapping[str, float], *, units: Mapping[str, str | None], when: str,
@@ -114,3 +110,19 @@ def candidate_record(obj: Mapping[str, Any], order: float) -> CandidateRecord:
         reason=status.get("reason"),
         created=order,
     )
+
+
+def image_findings(image: str | None, current: str | None, allowed: Sequence[str],
+                   grader_image: str | None = None) -> list[Finding]:
+    """An image change is a finding: it is evaluated with that image, and it waits for
+    approval unless policy.allowedImages matches it (see the apply chain). The grader's own
+    image is never a candidate's: it holds the task suite and its answers."""
+    if not image or image == current:
+        return []
+    if grader_image and image.split("@")[0] == grader_image.split("@")[0]:
+        return [Finding("grader_image", Severity.CRITICAL, None,
+                        f"the candidate's image {image} is the evaluation's grader image, which holds the answers")]
+    ok = image_allowed(image, allowed)
+    return [Finding("image_change", Severity.LOW, None,
+                    f"changes the agent's image from {current or '(unknown)'} to {image}"
+                    + ("; matches policy.allowedImages" if ok else "; not in policy.allowedImages: needs approval"))]

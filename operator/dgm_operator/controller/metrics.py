@@ -19,6 +19,10 @@ DECISIONS = Counter("dgm_decisions_total", "Terminal decisions on candidates by 
                     ["namespace", "agent", "phase", "reason"])
 API_WRITES = Counter("dgm_api_writes_total", "Write requests the operator sent to the API server.", ["verb", "kind"])
 ERRORS = Counter("dgm_reconcile_errors_total", "Reconciliations that raised, by kind.", ["kind"])
+PROPOSER_TOKENS = Counter("dgm_proposer_tokens_total", "Model tokens spent by proposal Jobs (llm and job proposers), "
+                          "by kind: prompt or completion.", ["namespace", "agent", "kind"])
+PROPOSER_ERRORS = Counter("dgm_proposer_errors_total", "Proposals that produced no candidate, by reason "
+                          "(MalformedReply, EditDoesNotApply, ModelTimeout, ...).", ["namespace", "agent", "reason"])
 
 PHASES = tuple(phase.value for phase in Phase)
 
@@ -26,6 +30,15 @@ PHASES = tuple(phase.value for phase in Phase)
 def set_candidate_counts(namespace: str, agent: str, phases: list[str]) -> None:
     for phase in PHASES:
         CANDIDATES.labels(namespace, agent, phase).set(sum(1 for p in phases if p == phase))
+
+
+def count_proposal(namespace: str, agent: str, *, prompt_tokens: int, completion_tokens: int,
+                   error_reason: str | None) -> None:
+    """Count one finished proposal: its tokens, and its reason when it failed."""
+    PROPOSER_TOKENS.labels(namespace, agent, "prompt").inc(max(0, prompt_tokens))
+    PROPOSER_TOKENS.labels(namespace, agent, "completion").inc(max(0, completion_tokens))
+    if error_reason:
+        PROPOSER_ERRORS.labels(namespace, agent, error_reason).inc()
 
 # What the read model and the scheduler do (the operator quiet at rest, and keeping pace).
 API_READS = Counter("dgm_api_reads_total", "Read requests (get, list, watch) the operator sent to the API server.",

@@ -40,3 +40,9 @@ def revision_snapshot(agent: str, revision: int) -> str:
 
 def proposed_candidate(agent: str, number: int) -> str:
     return _fit(f"{agent}-g{number}", 253)
+
+
+def proposal_job(agent: str, number: int) -> str:
+    """The proposal Job whose result becomes candidate ``proposed_candidate(agent, number)``.
+    Its context ConfigMap and NetworkPolicy carry the same name (each kind has its own)."""
+    return _fit(f"{agent}-g{number}-propose")

@@ -13,8 +13,27 @@ from ..engine.types import Phase
 from .kubeapi import Obj
 
 
+class _ObjectView:
+    """What both views read of their own object's metadata."""
+
+    obj: Obj
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def generation(self) -> int | None:
+        value = self.obj["metadata"].get("generation")
+        return int(value) if value is not None else None
+
+
 @dataclass
-class CandidateView:
+class CandidateView(_ObjectView):
     obj: Obj
     candidate: api.ImprovementCandidate
     status: api.ImprovementCandidateStatus
@@ -28,20 +47,8 @@ class CandidateView:
         return cls(obj, candidate, status, agent_obj, api.DGMAgent.model_validate(agent_obj))
 
     @property
-    def namespace(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
-
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
-
-    @property
     def agent_name(self) -> str:
         return str(self.agent_obj["metadata"]["name"])
-
-    @property
-    def generation(self) -> int | None:
-        return _generation(self.obj)
 
     @property
     def phase(self) -> Phase:
@@ -63,7 +70,7 @@ class CandidateView:
 
 
 @dataclass
-class AgentView:
+class AgentView(_ObjectView):
     obj: Obj
     agent: api.DGMAgent
     status: api.DGMAgentStatus
@@ -76,25 +83,8 @@ class AgentView:
         agent = api.DGMAgent.model_validate(obj)
         return cls(obj, agent, agent.status or api.DGMAgentStatus(), deployment, live)
 
-    @property
-    def namespace(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
-
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
-
-    @property
-    def generation(self) -> int | None:
-        return _generation(self.obj)
-
     def annotation(self, key: str) -> str | None:
         return (self.obj["metadata"].get("annotations") or {}).get(key)
-
-
-def _generation(obj: Obj) -> int | None:
-    value = obj["metadata"].get("generation")
-    return int(value) if value is not None else None
 
 
 def candidate_phase(obj: Obj) -> str:

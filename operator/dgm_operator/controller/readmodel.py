@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..api import constants
 from ..api.constants import FINAL_PHASES
 from . import metrics as telemetry
-from .kubeapi import Conflict, KubeAPI, NotFound, Obj
+from .kubeapi import Conflict, ContainerEnd, KubeAPI, NotFound, Obj
 
 log = logging.getLogger(__name__)
 
@@ -442,8 +442,17 @@ class CachedKube:
     def get_job(self, namespace: str, name: str) -> Obj | None:
         return self._read("job", namespace, name, self.api.get_job)
 
-    def job_pod_message(self, namespace: str, job_name: str) -> tuple[str | None, int | None]:
-        return self.api.job_pod_message(namespace, job_name)
+    def job_pod_containers(self, namespace: str, job_name: str) -> dict[str, ContainerEnd]:
+        return self.api.job_pod_containers(namespace, job_name)
+
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
+        return self.api.list_jobs(namespace, selector)
+
+    def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
+        return self.api.job_container_log(namespace, job_name, container, limit_bytes)
+
+    def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:
+        return self.api.patch_job_metadata(namespace, name, metadata)
 
     # -- writes ----------------------------------------------------------------------------------
     def _written(self, obj: Obj | None) -> Obj | None:

@@ -17,7 +17,7 @@ from ..engine.types import Phase
 from . import builders, mapping, names
 from . import metrics as telemetry
 from .context import Context, failpoint
-from .evaluation import Owner, post_apply_stage, start_stage
+from .evaluation import Owner, post_apply_stage, revision_image, start_stage
 from .jobs import JobState, read_result
 from .observed import CandidateView
 from .status import Event, finish_candidate, write_candidate
@@ -94,6 +94,7 @@ def apply_candidate(ctx: Context, view: CandidateView) -> None:
             roll_to(ctx, agent, files, number, image)
             validation = view.status.validation or api.ValidationStatus()
             done = api.RevisionRecord(revision=number, candidate=cand_name, snapshot=snapshot, image=image,
+                                      image_id=validation.agent_image_id or None,
                                       applied_at=ctx.now_datetime(), score=validation.improvement_score)
             ctx.kube.patch_status(agent_obj, precondition=True, status=api.DGMAgentStatus(
                 revisions=history + [done], current_revision=number,
@@ -142,7 +143,8 @@ def verify_applied(ctx: Context, view: CandidateView) -> None:
     if result is None:
         return
     if result.state is JobState.MISSING:
-        start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.agent_name, revision))
+        start_stage(ctx, owner, view.agent, stage, workspace=names.revision_snapshot(view.agent_name, revision),
+                    agent_image=revision_image(astatus, revision))
         if view.status.reason != "Verifying":
             write_candidate(ctx, view.obj, api.ImprovementCandidateStatus(
                 reason="Verifying", message=f"post-apply evaluation Job {result.job_name}"))

@@ -6,7 +6,7 @@ evaluated stays in the archive as a possible stepping stone, good or not:
 * the baseline, always;
 * candidates that were evaluated: phase Validated, Applied or RolledBack, and Rejected ones
   whose reason says they *were* evaluated (``InsufficientImprovement``, or
-  ``StageThresholdNotMet`` with the score of the stage they reached);
+  ``StageThresholdNotMet`` or ``StageNotPromoted`` with the score of the stage they reached);
 * never Proposed/Testing ones (no score yet), Failed ones (no valid metrics) or Rejected
   ones with any other reason (safety rejections: ``UnsafeChange``), nor anything without a
   score.
@@ -22,7 +22,7 @@ from typing import Iterable
 from .types import ArchiveSummary, CandidateRecord, Phase
 
 EVALUATED_PHASES = frozenset({Phase.VALIDATED, Phase.APPLIED, Phase.ROLLED_BACK})
-EVALUATED_REJECTION_REASONS = frozenset({"InsufficientImprovement", "StageThresholdNotMet"})
+EVALUATED_REJECTION_REASONS = frozenset({"InsufficientImprovement", "StageThresholdNotMet", "StageNotPromoted"})
 PRUNABLE_PHASES = frozenset({Phase.REJECTED, Phase.FAILED})
 
 

@@ -11,7 +11,10 @@ file (unchanged files are left out), starting from the selected parent's files.
   `hints` name a detected bottleneck in the hinted direction, by its `step` (or 10 % of the
   range), clamped, in the file's own format. With no bottleneck (or no hinted parameter
   that can still move) it falls back to a small parameter mutation.
-* ``parameters``: mutates declared parameters (see :func:`mutate_parameters`).
+* ``parameters``: samples declared parameters with Optuna (``sampler`` tpe, the default,
+  cmaes or random), warm-started from the archive's evaluated candidates passed in
+  ``AgentContext.trials`` (see :mod:`.sampling`); ``sampler: mutation`` mutates the
+  parent's values instead (see :func:`mutate_parameters`).
 * ``webhook``: asks an external service (an LLM, a person's tool, ...).
 
 Webhook protocol: ``POST <url>`` with ``Content-Type: application/json`` and body::
@@ -57,13 +60,14 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import configfiles
+from . import configfiles, sampling
 from .types import (
     ArchiveSummary,
     Bottleneck,
     CandidateDraft,
     ImprovementType,
     MetricSpec,
+    ParameterSampler,
     ParamType,
     ProposerType,
     SearchParam,
@@ -92,6 +96,9 @@ class AgentContext:
     parent_files: Mapping[str, str] | None = None
     parent_metrics: Mapping[str, float] | None = None
     archive: ArchiveSummary | None = None
+    # every evaluated archive member as (parameter values by "file:key", fitness), see
+    # :func:`trial_params`; the Optuna samplers' history
+    trials: Sequence[sampling.Trial] = ()
 
     @property
     def working_files(self) -> Mapping[str, str]:
@@ -166,7 +173,7 @@ def coerce(param: SearchParam, value: Any) -> Any:
         return value if isinstance(value, bool) else False
     if param.type is ParamType.CHOICE:
         return value if isinstance(value, str) and value in param.choices else param.choices[0]
-    lo, hi = float(param.min), float(param.max)
+    lo, hi = float(param.min or 0.0), float(param.max or 0.0)  # int/float params always have both
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         value = (lo + hi) / 2
     value = min(hi, max(lo, float(value)))
@@ -245,11 +252,48 @@ def mutate_parameters(ctx: AgentContext, rng: random.Random, scale: float = 0.15
 
 # --- proposers --------------------------------------------------------------------------
 
+def trial_params(space: Sequence[SearchParam], files: Mapping[str, str]) -> dict[str, Any]:
+    """The parameter values of one merged file set, by trial name (``file:key``)."""
+    return {sampling.param_name(p): current_value(p, files) for p in space}
+
+
+def sample_parameters(ctx: AgentContext, rng: random.Random,
+                      sampler: ParameterSampler) -> tuple[dict[str, str], list[str]]:
+    """Optuna's next point over the search space, written into the parent's files."""
+    space = list(ctx.search_space)
+    if not space:
+        raise ProposerError("no search space declared: nothing to sample")
+    files = ctx.working_files
+    try:
+        point = sampling.suggest(space, ctx.trials, rng.getrandbits(31), sampler)
+    except sampling.SamplingError as exc:
+        raise ProposerError(str(exc)) from exc
+    updates, notes = {}, []
+    for param in space:
+        old = current_value(param, files)
+        new = coerce(param, point[sampling.param_name(param)])
+        if new != old:
+            updates[(param.file, param.key)] = new
+            notes.append(f"{param.file}:{param.key} {old!r} -> {new!r}")
+    changes = render_changes(files, updates) if updates else {}
+    return changes, notes
+
+
 class ParametersProposer:
-    def __init__(self, scale: float = 0.15, rate: float | None = None) -> None:
-        self.scale, self.rate = scale, rate
+    def __init__(self, scale: float = 0.15, rate: float | None = None,
+                 sampler: ParameterSampler | str = ParameterSampler.TPE) -> None:
+        self.scale, self.rate, self.sampler = scale, rate, ParameterSampler(sampler)
 
     def propose(self, ctx: AgentContext, rng: random.Random) -> CandidateDraft:
+        if self.sampler is not ParameterSampler.MUTATION:
+            changes, notes = sample_parameters(ctx, rng, self.sampler)
+            if changes:
+                return CandidateDraft(
+                    improvement_type=ImprovementType.PARAMETER_TUNING,
+                    description=f"{self.sampler.value} sample: " + ", ".join(notes),
+                    changes=changes, expected_improvement=0.05, risk_level=0.2, parent=ctx.parent,
+                )
+            # the sampler's point is the parent itself: a small mutation instead
         changes, notes = mutate_parameters(ctx, rng, self.scale, self.rate)
         return CandidateDraft(
             improvement_type=ImprovementType.PARAMETER_TUNING,
@@ -388,13 +432,17 @@ class WebhookProposer:
 
 
 def make_proposer(kind: ProposerType | str, settings: Mapping[str, Any] | None = None) -> Proposer:
-    """Build a proposer from its type and settings (webhook: `url`, `timeout_seconds`, `headers`)."""
+    """Build a proposer from its type and settings (parameters: `sampler`, `scale`, `rate`;
+    webhook: `url`, `timeout_seconds`, `headers`)."""
     kind = ProposerType(kind)
     settings = dict(settings or {})
     if kind is ProposerType.HEURISTIC:
         return HeuristicProposer(**settings)
     if kind is ProposerType.PARAMETERS:
         return ParametersProposer(**settings)
+    if kind in (ProposerType.LLM, ProposerType.JOB):
+        raise ProposerError(f"proposer {kind.value} runs as a proposal Job in the agent's namespace, "
+                            "not in the operator's process (see engine/proposal.py)")
     if "url" not in settings:
         raise ValueError("webhook proposer needs a url")
     return WebhookProposer(**settings)

@@ -28,8 +28,16 @@ exceeds both ``min_improvement`` and ``z * sigma`` (z = 2 by default: a one-side
 bound that the gain is not noise). With a single repeat there is no spread and the noise
 bound is 0: only ``min_improvement`` guards.
 
-Staged evaluation: a cheap first stage (a subset of the benchmark) with a pass threshold
-on its score; :func:`stage_decision` says whether to continue to the next stage.
+Staged evaluation: cheap stages (subsets of the benchmark) before the full run. Two
+promotion rules say whether a child runs the next stage:
+
+* ``threshold`` (:func:`stage_decision`): its stage score reaches a fixed pass threshold;
+* ``rank`` (:func:`rank_decision`), successive halving as in ASHA (Li et al., 2020): its
+  stage score, measured against its parent on the same tasks, is in the top 1/eta of the
+  children evaluated at that stage so far (itself included). A threshold says nothing about
+  how many children pass, so its cost is unbounded when the cheap stage flatters; a rank
+  bounds the share promoted to about 1/eta, so with a cheap stage costing c of the full run a
+  child costs about c + 1/eta full evaluations on average.
 """
 
 from __future__ import annotations
@@ -191,3 +199,32 @@ def stage_decision(stage: int, stage_score: float, threshold: float, n_stages: i
         return StageDecision("done", stage, stage_score, threshold, f"last stage {stage} passed")
     return StageDecision("continue", stage, stage_score, threshold,
                          f"stage {stage} score {stage_score:.4f} >= pass threshold {threshold:.4f}")
+
+
+def rank_decision(stage: int, stage_score: float, peers: Sequence[float], n_stages: int,
+                  eta: float = 3.0, floor: float | None = None) -> StageDecision:
+    """Promotion by rank after stage `stage` (0-based) of `n_stages`.
+
+    `stage_score` is the child's score at this stage against its parent on the same tasks;
+    `peers` are the same scores of the other children evaluated at this stage. The child
+    continues when at most ceil(n / eta) - 1 of the n = len(peers) + 1 children scored
+    strictly higher (ties favour the child), and, with `floor`, its score reaches it too.
+    """
+    if n_stages < 1 or not 0 <= stage < n_stages:
+        raise ValueError(f"stage {stage} out of range for {n_stages} stages")
+    if not eta > 1:
+        raise ValueError(f"eta must be > 1, got {eta}")
+    finite = [p for p in peers if math.isfinite(p)]
+    n = len(finite) + 1
+    quota = max(1, math.ceil(n / eta))
+    above = sum(1 for p in finite if p > stage_score)
+    rank_ok = math.isfinite(stage_score) and above < quota
+    floor_ok = floor is None or (math.isfinite(stage_score) and stage_score >= floor)
+    where = f"rank {above + 1} of {n} at stage {stage} (top {quota} promoted, eta {eta:g})"
+    threshold = floor if floor is not None else -math.inf
+    if not rank_ok or not floor_ok:
+        why = where if not rank_ok else f"score {stage_score:.4f} < floor {floor:.4f}"
+        return StageDecision("stop", stage, stage_score, threshold, f"stage {stage}: {why}")
+    if stage == n_stages - 1:
+        return StageDecision("done", stage, stage_score, threshold, f"last stage {stage} passed ({where})")
+    return StageDecision("continue", stage, stage_score, threshold, f"stage {stage} passed: {where}")

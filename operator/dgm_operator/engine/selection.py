@@ -1,4 +1,22 @@
-"""Parent selection: `dgm` (the DGM paper's rule), `greedy` and `random`.
+"""Parent selection: who gets the next child. Pure functions of the archive and a seeded RNG.
+
+Methods (``archive.parentSelection``):
+
+* ``dgm``: the DGM paper's rule, kept faithful for comparison (below).
+* ``greedy``: the best member, every time (hill climbing from the incumbent).
+* ``random``: uniform over the eligible members.
+* ``hgm``: clade-metaproductivity Thompson sampling (Huxley-Gödel Machine, Wang et al. 2025,
+  arXiv 2510.21614), see :func:`hgm_counts`.
+* ``adaptive``: greedy until the best score has stood for ``PATIENCE`` proposals, then
+  broaden: the elite widens with the stall and is drawn with the DGM weights; a new best
+  narrows it back to greedy (:func:`adaptive_width`).
+* ``elite``: ShinkaEvolve's weighted rule: the DGM weights over a bounded elite (the top
+  ``ELITE_SIZE`` members) whose scores are normalised by their median and MAD
+  (:func:`elite_weights`).
+
+Every method is stateless: what it needs (scores, lineage, creation order) is in the
+archive, so the operator recomputes it from the candidates it reads back, and the same
+archive and seed give the same parents.
 
 DGM (Zhang et al., 2025, "Darwin Gödel Machine", parent selection): for each eligible
 archive member i with score alpha_i and n_i functioning children,
@@ -31,13 +49,22 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from typing import Sequence
 
 from .archive import Archive
-from .types import SelectionMethod
+from .types import CandidateRecord, SelectionMethod
 
 LAMBDA = 10.0
 ALPHA0 = 0.5
+# hgm: pseudo task evaluations one evaluated candidate counts for in the Beta posterior.
+HGM_EVIDENCE = 10.0
+# adaptive: proposals without a new best before the elite widens by one member.
+PATIENCE = 4
+# adaptive: share of the draws that stay on the best once stalled.
+ADAPTIVE_KEEP = 0.25
+# elite: members of the bounded elite.
+ELITE_SIZE = 10
 
 
 def sigmoid(x: float) -> float:
@@ -73,7 +100,7 @@ def dgm_weights(archive: Archive, bounds: tuple[float, float] | None = None,
                 lam: float = LAMBDA, alpha0: float = ALPHA0) -> dict[str, float]:
     """Name -> unnormalised weight for every eligible member (0 for perfect ones)."""
     eligible = archive.eligible()
-    norm = normalise_scores({r.name: float(r.score) for r in eligible}, bounds)
+    norm = normalise_scores({r.name: float(r.score or 0.0) for r in eligible}, bounds)  # eligible: scored
     weights = {}
     for record in eligible:
         if bounds is not None and norm[record.name] >= 1.0:
@@ -92,10 +119,138 @@ def dgm_probabilities(archive: Archive, bounds: tuple[float, float] | None = Non
     return {n: w / total for n, w in weights.items()}
 
 
+def clades(archive: Archive) -> dict[str, list[str]]:
+    """Name -> the names in its clade: itself and every descendant (eligible or not)."""
+    out: dict[str, list[str]] = {}
+    order = sorted(archive.records, key=lambda r: (r.created, r.name))
+
+    def walk(name: str) -> list[str]:
+        if name in out:
+            return out[name]
+        members = [name]
+        stack = list(archive.children(name))
+        seen = {name}
+        while stack:
+            child = stack.pop()
+            if child in seen:  # defensive: lineage cycles are rejected elsewhere
+                continue
+            seen.add(child)
+            members.append(child)
+            stack.extend(archive.children(child))
+        out[name] = members
+        return members
+
+    for record in order:
+        walk(record.name)
+    return out
+
+
+def hgm_counts(archive: Archive, bounds: tuple[float, float] | None = None,
+               evidence: float | None = None) -> dict[str, tuple[float, float]]:
+    """Name -> (successes, failures) pooled over the clade, for every eligible member.
+
+    HGM scores an agent by its *clade metaproductivity*: how well its descendants do, not
+    how well it does itself. Its reference implementation pools the per-task pass/fail
+    outcomes of a node and all its descendants and draws theta ~ Beta(1 + S, 1 + F). Here
+    one evaluated candidate with normalised score nu (in [0, 1], as :func:`normalise_scores`)
+    counts as ``evidence`` task evaluations of which a fraction nu passed.
+    """
+    evidence = HGM_EVIDENCE if evidence is None else evidence
+    if evidence <= 0:
+        raise ValueError(f"evidence must be > 0, got {evidence}")
+    eligible = archive.eligible()
+    norm = normalise_scores({r.name: float(r.score) for r in eligible}, bounds)  # type: ignore[arg-type]
+    out: dict[str, tuple[float, float]] = {}
+    members = clades(archive)
+    for record in eligible:
+        s = f = 0.0
+        for name in members[record.name]:
+            if name in norm:
+                s += evidence * norm[name]
+                f += evidence * (1.0 - norm[name])
+        out[record.name] = (s, f)
+    return out
+
+
+def hgm_sample(counts: dict[str, tuple[float, float]], names: Sequence[str], rng: random.Random) -> str:
+    """One Thompson draw: the argmax of theta_i ~ Beta(1 + S_i, 1 + F_i) (ties: first in `names`)."""
+    best_name, best_theta = names[0], -1.0
+    for name in names:
+        s, f = counts[name]
+        theta = rng.betavariate(1.0 + s, 1.0 + f)
+        if theta > best_theta:
+            best_name, best_theta = name, theta
+    return best_name
+
+
+def stall(archive: Archive) -> int:
+    """Proposals since the current best: candidates created after it, whatever became of
+    them (a duplicate, a failed or an unsafe proposal is a try that found nothing better, so
+    a parent whose neighbourhood is used up makes the search broaden)."""
+    best = archive.best()
+    if best is None:
+        return 0
+    return sum(1 for r in archive.candidates if r.created > best.created and r.name != best.name)
+
+
+def adaptive_width(archive: Archive, patience: int | None = None) -> int:
+    """Elite width of ``adaptive``: 1 (greedy) until the best stalls for `patience`
+    proposals, then one more member per further `patience` proposals."""
+    patience = PATIENCE if patience is None else patience
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    return 1 + stall(archive) // patience
+
+
+def ranked(archive: Archive) -> list[CandidateRecord]:
+    """Eligible members, best first (ties: older first, then by name)."""
+    return sorted(archive.eligible(), key=lambda r: (-float(r.score), r.created, r.name))  # type: ignore[arg-type]
+
+
+def elite_weights(archive: Archive, size: int | None = None, lam: float = LAMBDA) -> dict[str, float]:
+    """ShinkaEvolve's weighted selection on a bounded elite: for the top `size` members,
+    z_i = (alpha_i - median) / MAD over the elite (all 0 when MAD = 0), and the DGM weight
+    sigmoid(lam * z_i) / (1 + n_i) with n_i functioning children."""
+    size = ELITE_SIZE if size is None else size
+    if size < 1:
+        raise ValueError(f"elite size must be >= 1, got {size}")
+    elite = ranked(archive)[:size]
+    if not elite:
+        return {}
+    scores = [float(r.score) for r in elite]  # type: ignore[arg-type]
+    med = statistics.median(scores)
+    mad = statistics.median(abs(x - med) for x in scores)
+    weights = {}
+    for record in elite:
+        z = (float(record.score) - med) / mad if mad > 1e-12 else 0.0  # type: ignore[arg-type]
+        weights[record.name] = sigmoid(lam * z) / (1.0 + len(archive.functioning_children(record.name)))
+    return weights
+
+
+def adaptive_weights(archive: Archive, width: int) -> dict[str, float]:
+    """The DGM weights (scores min-max normalised over the elite, children penalty) of the
+    top `width` members: the broadened draw of ``adaptive``."""
+    elite = ranked(archive)[:max(1, width)]
+    norm = normalise_scores({r.name: float(r.score) for r in elite})  # type: ignore[arg-type]
+    return {r.name: dgm_weight(norm[r.name], len(archive.functioning_children(r.name))) for r in elite}
+
+
+def _weighted(weights: dict[str, float], order: Sequence[str], k: int, rng: random.Random,
+              fallback: str) -> list[str]:
+    names = [n for n in order if n in weights]
+    w = [weights[n] for n in names]
+    if not names or sum(w) <= 0:
+        return [fallback] * k
+    return rng.choices(names, weights=w, k=k)
+
+
 def select_parents(archive: Archive, method: SelectionMethod | str, k: int,
                    rng: random.Random | int | None = None,
                    bounds: tuple[float, float] | None = None) -> list[str]:
-    """k parent names (with replacement) by `method`; [] when no member is eligible."""
+    """k parent names (with replacement) by `method`; [] when no member is eligible.
+
+    `bounds` is the known fitness range (see :func:`normalise_scores`) for ``dgm`` and ``hgm``.
+    """
     method = SelectionMethod(method)
     if k < 0:
         raise ValueError("k must be >= 0")
@@ -106,12 +261,25 @@ def select_parents(archive: Archive, method: SelectionMethod | str, k: int,
         return []
     best = archive.best()
     assert best is not None
+    names: Sequence[str] = [r.name for r in eligible]
     if method is SelectionMethod.GREEDY:
         return [best.name] * k
     if method is SelectionMethod.RANDOM:
         return [rng.choice(eligible).name for _ in range(k)]
+    if method is SelectionMethod.HGM:
+        counts = hgm_counts(archive, bounds)
+        return [hgm_sample(counts, names, rng) for _ in range(k)]
+    if method is SelectionMethod.ELITE:
+        return _weighted(elite_weights(archive), names, k, rng, best.name)
+    if method is SelectionMethod.ADAPTIVE:
+        width = adaptive_width(archive)
+        if width <= 1:
+            return [best.name] * k
+        # stalled: a share of the draws stays on the best (it keeps being refined), the rest broaden
+        weights = adaptive_weights(archive, width)
+        return [best.name if rng.random() < ADAPTIVE_KEEP else _weighted(weights, names, 1, rng, best.name)[0]
+                for _ in range(k)]
     weights = dgm_weights(archive, bounds)
-    names: Sequence[str] = [r.name for r in eligible]
     w = [weights[n] for n in names]
     if sum(w) <= 0:
         return [best.name] * k

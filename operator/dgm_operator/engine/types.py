@@ -37,15 +37,38 @@ class Goal(str, Enum):
 
 
 class SelectionMethod(str, Enum):
+    """Parent selection methods (see :mod:`.selection` for each rule and its source)."""
+
     DGM = "dgm"
     GREEDY = "greedy"
     RANDOM = "random"
+    HGM = "hgm"
+    ADAPTIVE = "adaptive"
+    ELITE = "elite"
+
+
+class ParameterSampler(str, Enum):
+    """How the ``parameters`` proposer picks values (see :mod:`.sampling`)."""
+
+    TPE = "tpe"
+    CMAES = "cmaes"
+    RANDOM = "random"
+    MUTATION = "mutation"
+
+
+class StagePromotion(str, Enum):
+    """Which children of a cheap stage run the next one (see :func:`.scoring.rank_decision`)."""
+
+    RANK = "rank"
+    THRESHOLD = "threshold"
 
 
 class ProposerType(str, Enum):
     HEURISTIC = "heuristic"
     PARAMETERS = "parameters"
     WEBHOOK = "webhook"
+    LLM = "llm"  # an OpenAI-compatible model, called from a proposal Job
+    JOB = "job"  # a user's own coding-agent image, run as a proposal Job
 
 
 class Bottleneck(str, Enum):
