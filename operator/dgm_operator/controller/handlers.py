@@ -143,6 +143,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["batch", "jobs"] = f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER}"
     settings.watching.label_selectors["apps", "deployments"] = constants.LABEL_TARGET
     settings.watching.label_selectors["configmaps"] = constants.LABEL_TARGET
+    settings.watching.label_selectors["pods"] = f"{constants.LABEL_SANDBOX}=true"  # evaluation pods only
     reconciler()
     for kind in ("agent", "candidate", "job", "deployment", "configmap", "candidate_summary"):
         metrics.READ_MODEL_OBJECTS.labels(kind).set_function(lambda k=kind: MODEL.counts()[k])
