@@ -192,7 +192,10 @@ class FakeKube:
         return None
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """Equality (``k=v``) and absence (``!k``) terms, as the API server reads them."""
+        """The operator's Jobs matching equality (``k=v``) and absence (``!k``) terms, as the
+        API server reads them."""
+        self.reads.append(("list", "job", selector))
+        selector = f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER},{selector}"
         terms = selector.split(",")
         wanted = dict(t.split("=", 1) for t in terms if "=" in t)
         absent = [t[1:] for t in terms if t.startswith("!")]

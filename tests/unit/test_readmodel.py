@@ -332,3 +332,41 @@ def test_a_revision_computed_from_a_stale_agent_is_refused_and_computed_again():
     st = w.status("c1")
     assert (st["phase"], st["revision"]) == ("Applied", 2)
     assert [r["revision"] for r in w.agent_status()["revisions"]] == [1, 2]
+
+
+@pytest.mark.parametrize("selector, labels, expected", [
+    ("a=1,!b", {"a": "1"}, True),
+    ("a=1,!b", {"a": "1", "b": "x"}, False),
+    ("a==1", {"a": "1"}, True),
+    ("a!=1", {"a": "2"}, True),
+    ("a!=1", {}, True),
+    ("a", {"a": ""}, True),
+    ("a", {}, False),
+    ("", {"x": "y"}, True),
+])
+def test_label_matcher(selector, labels, expected):
+    from dgm_operator.controller.readmodel import label_matcher
+    match = label_matcher(selector)
+    assert match is not None and match(labels) is expected
+
+
+def test_set_based_selectors_are_left_to_the_api():
+    from dgm_operator.controller.readmodel import label_matcher
+    assert label_matcher("env in (a,b)") is None
+
+
+def test_the_operators_jobs_are_listed_from_memory_and_a_label_write_is_seen_at_once():
+    fake, model = FakeKube(), ReadModel()
+    managed = {constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER, constants.LABEL_AGENT: "toy"}
+    for name, extra in (("p1", {}), ("p2", {"dgm.io/proposal-read": "true"})):
+        fake.add({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS,
+                                                                       "labels": {**managed, **extra}},
+                  "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}})
+        model.put(fake.obj("job", NS, name))
+    cached = CachedKube(fake, model)
+    selector = f"{constants.LABEL_AGENT}=toy,!dgm.io/proposal-read"
+    assert [j["metadata"]["name"] for j in cached.list_jobs(NS, selector)] == ["p1"]
+    cached.patch_job_metadata(NS, "p1", {"labels": {"dgm.io/proposal-read": "true"}})
+    assert cached.list_jobs(NS, selector) == []
+    assert [r for r in fake.reads if r[0] == "list"] == []  # nothing asked the API
+    assert [j["metadata"]["name"] for j in fake.list_jobs(NS, f"{constants.LABEL_AGENT}=toy")] == ["p1", "p2"]

@@ -12,13 +12,18 @@ operator sends the API server next to nothing.
   - the agents' target Deployments and live ConfigMaps (``dgm.io/target``, set by the
     agent's first pass).
 
-  ``kopf.index`` handlers feed them into the read model. kopf runs them before any other
-  handler of the same event, and holds every other handler until every indexed kind is
-  listed, so no pass sees a half-loaded model. They store into the read model instead of
-  returning values for kopf's own indices, because the model also takes the answers of the
-  operator's own writes (a pass reads its own writes), which kopf's indices cannot. One
-  more list+watch of every candidate, outside kopf, keeps a compact summary of each for
-  the archive (see :class:`.readmodel.SummaryFeed`).
+  Each kind's event handler first puts the object into the read model, then acts, so a
+  pass started by an event reads that event's object. One more list+watch of every
+  candidate, outside kopf, keeps a compact summary of each for the archive (see
+  :class:`.readmodel.SummaryFeed`). It is listed before kopf starts.
+
+  These are event handlers, not ``kopf.index`` handlers. kopf holds every listed object of
+  every kind in memory until all indexed kinds are listed: about 50 MiB more at 1,000 agents,
+  and a slower start. The read model does not need that guarantee: a read it cannot answer
+  yet goes to the API. The agents' first passes (their listing events) are also spread
+  over the first seconds through the schedule, by when their targets are usually in
+  memory. (kopf's index stores could not hold the answers of the operator's own writes
+  either, and a pass must read its own writes.)
 * **Events.** A candidate's event reconciles it at once (its Job is created on its ADDED
   event). A finished Job reconciles its owner. An agent's event reconciles the agent.
   Changes an agent depends on, such as its candidates' phases or its target, poke the
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +54,7 @@ import kopf
 
 from ..api import constants
 from ..api.constants import AGENTS, CANDIDATES, FINAL_PHASES, GROUP, VERSION
-from . import jobs, metrics
+from . import jobs, metrics, readmodel
 from .kube import Kube
 from .peering import Activity
 from .kubeapi import KubeAPI
@@ -67,6 +73,8 @@ RESYNC_SECONDS = float(os.environ.get("DGM_RESYNC_SECONDS", "300"))
 POKE_SECONDS = float(os.environ.get("DGM_POKE_SECONDS", "5"))
 TARGET_POKE_SECONDS = float(os.environ.get("DGM_TARGET_POKE_SECONDS", "1"))
 SYNC_TIMEOUT = float(os.environ.get("DGM_SYNC_TIMEOUT_SECONDS", "900"))
+# The agents' first passes (kopf's initial listing) are spread over this many seconds.
+STARTUP_SPREAD_SECONDS = float(os.environ.get("DGM_STARTUP_SPREAD_SECONDS", "10"))
 
 
 @dataclass
@@ -135,6 +143,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["batch", "jobs"] = f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER}"
     settings.watching.label_selectors["apps", "deployments"] = constants.LABEL_TARGET
     settings.watching.label_selectors["configmaps"] = constants.LABEL_TARGET
+    settings.watching.label_selectors["pods"] = f"{constants.LABEL_SANDBOX}=true"  # evaluation pods only
     reconciler()
     for kind in ("agent", "candidate", "job", "deployment", "configmap", "candidate_summary"):
         metrics.READ_MODEL_OBJECTS.labels(kind).set_function(lambda k=kind: MODEL.counts()[k])
@@ -216,35 +225,15 @@ def role(**_: Any) -> str:
     return "active" if RUNTIME.activity.is_active() else "standby"
 
 
-# -- feeds: kopf's watches into the read model --------------------------------------------
-def _feed(kind: str, body: kopf.Body) -> None:
+# -- feeds: each watch event into the read model, before anything acts on it -------------
+def _feed(kind: str, event: dict[str, Any], body: kopf.Body, namespace: str, name: str) -> bool:
+    """Put the event's object into the read model, or take it out; True when it is gone
+    (deleted, or no longer selected by the watch)."""
+    if event.get("type") == "DELETED":
+        MODEL.evict(readmodel.KIND_OF[kind], namespace, name, resource_version(body))
+        return True
     MODEL.put({**dict(body), "kind": kind})
-
-
-@kopf.index(GROUP, VERSION, AGENTS)
-def agents_feed(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    _feed(constants.AGENT_KIND, body)
-    SCHEDULE.track((namespace, name))
-
-
-@kopf.index(GROUP, VERSION, CANDIDATES)
-def candidates_feed(body: kopf.Body, **_: Any) -> None:
-    _feed(constants.CANDIDATE_KIND, body)
-
-
-@kopf.index("batch", "v1", "jobs")
-def jobs_feed(body: kopf.Body, **_: Any) -> None:
-    _feed("Job", body)
-
-
-@kopf.index("apps", "v1", "deployments")
-def deployments_feed(body: kopf.Body, **_: Any) -> None:
-    _feed("Deployment", body)
-
-
-@kopf.index("", "v1", "configmaps")
-def configmaps_feed(body: kopf.Body, **_: Any) -> None:
-    _feed("ConfigMap", body)
+    return False
 
 
 # -- passes ---------------------------------------------------------------------------------
@@ -312,10 +301,9 @@ def _scheduled_pass(key: Key, trigger: str, due_at: float) -> None:
 # -- events -----------------------------------------------------------------------------------
 @kopf.on.event(GROUP, VERSION, CANDIDATES)
 def candidate_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    if event.get("type") == "DELETED":
+    if _feed(constants.CANDIDATE_KIND, event, body, namespace, name):
         # deleted, or decided (it left the watch's selector): its summary stays in the
         # summary feed as long as it exists
-        MODEL.evict("candidate", namespace, name, resource_version(body))
         reconciler().forget("candidate", namespace, name)
         return
     if (body.get("status") or {}).get("phase") in FINAL_PHASES:
@@ -336,8 +324,7 @@ def _reconcile_owner(namespace: str, body: kopf.Body) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_MANAGED_BY: constants.FIELD_MANAGER})
 def job_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """A finished evaluation Job reconciles its owner right away."""
-    if event.get("type") == "DELETED":
-        MODEL.evict("job", namespace, name, resource_version(body))
+    if _feed("Job", event, body, namespace, name):
         return
     if not jobs.is_finished(body):
         return
@@ -360,27 +347,33 @@ def sandbox_pod_event(event: dict[str, Any], body: kopf.Body, namespace: str, **
 
 @kopf.on.event(GROUP, VERSION, AGENTS)
 def agent_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    if event.get("type") == "DELETED":
-        MODEL.evict("agent", namespace, name, resource_version(body))
-        SCHEDULE.forget((namespace, name))
+    key = (namespace, name)
+    if _feed(constants.AGENT_KIND, event, body, namespace, name):
+        SCHEDULE.forget(key)
         reconciler().forget("agent", namespace, name)
+        return
+    SCHEDULE.track(key)
+    if event.get("type") is None:  # kopf's initial listing: the first pass, spread over a few seconds
+        SCHEDULE.poke(key, random.uniform(1.0, max(1.0, STARTUP_SPREAD_SECONDS)))
         return
     _agent(namespace, name, "event")
 
 
 def _target_event(kind: str, event: dict[str, Any], body: kopf.Body, namespace: str, name: str) -> None:
-    """A target changed (rolled out, edited, deleted): its agents take a look."""
-    if event.get("type") == "DELETED":
-        MODEL.evict(kind, namespace, name, resource_version(body))
-    for agent in MODEL.agents_targeting(kind, namespace, name):
+    """A target changed (rolled out, edited, deleted): its agents take a look (not during
+    the initial listing: the agents' first passes come anyway)."""
+    _feed(kind, event, body, namespace, name)
+    if event.get("type") is None:
+        return
+    for agent in MODEL.agents_targeting(readmodel.KIND_OF[kind], namespace, name):
         SCHEDULE.poke((namespace, agent), TARGET_POKE_SECONDS)
 
 
 @kopf.on.event("apps", "v1", "deployments")
 def deployment_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    _target_event("deployment", event, body, namespace, name)
+    _target_event("Deployment", event, body, namespace, name)
 
 
 @kopf.on.event("", "v1", "configmaps")
 def configmap_event(event: dict[str, Any], body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    _target_event("configmap", event, body, namespace, name)
+    _target_event("ConfigMap", event, body, namespace, name)

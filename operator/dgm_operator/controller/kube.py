@@ -213,6 +213,9 @@ class Kube:
         return max(pods, key=lambda p: p.metadata.creation_timestamp or oldest) if pods else None
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        API_READS.labels("list", "jobs").inc()
+        managed = f"{constants.LABEL_MANAGED_BY}={constants.FIELD_MANAGER}"
+        selector = f"{managed},{selector}" if selector else managed
         return [self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
 
     def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,9 @@ class KubeAPI(Protocol):
         ...
 
     def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
-        """Jobs matching a label selector."""
+        """The Jobs the operator manages (``app.kubernetes.io/managed-by: dgm-operator``) that
+        match a label selector of equality (``k=v``), inequality (``k!=v``), existence (``k``)
+        and absence (``!k``) terms."""
         ...
 
     def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:

@@ -1,9 +1,9 @@
 """The read model: what the reconcile passes read, held in memory, fed by watches.
 
-kopf's watches feed it (the ``kopf.index`` handlers in :mod:`.handlers`, one per kind) with
-the agents, the undecided candidates (the candidate watch leaves decided ones out), the Jobs
-the operator created, and the agents' target Deployments and ConfigMaps (those labelled
-``dgm.io/target``). A separate list+watch of every candidate keeps only a compact
+kopf's watches feed it: each watch's event handler in :mod:`.handlers` puts its object
+here before anything acts on it. They hold the agents, the undecided candidates (the
+candidate watch leaves decided ones out), the Jobs the operator created, and the agents'
+target Deployments and ConfigMaps (those labelled ``dgm.io/target``). A separate list+watch of every candidate keeps only a compact
 :class:`CandidateSummary` of each: what the archive, the phase counts and the attention
 check read. 50,000 decided candidates then cost tens of MB, not the full objects and not
 kopf's per-object machinery.
@@ -70,6 +70,36 @@ def trim(obj: Mapping[str, Any]) -> Obj:
     if out.get("kind") == "Job":
         out = {k: out[k] for k in ("apiVersion", "kind", "metadata", "status") if k in out}
     return out
+
+
+def label_matcher(selector: str) -> Callable[[Mapping[str, str]], bool] | None:
+    """A predicate for a label selector of ``k=v``, ``k==v``, ``k!=v``, ``k`` and ``!k``
+    terms; None for anything else (set-based terms)."""
+    terms: list[tuple[str, str, str]] = []  # (operator, key, value)
+    for term in (t.strip() for t in selector.split(",")):
+        if not term:
+            continue
+        if "(" in term or " " in term:
+            return None
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            terms.append(("!=", key, value))
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            terms.append(("=", key, value))
+        elif term.startswith("!"):
+            terms.append(("!", term[1:], ""))
+        else:
+            terms.append(("", term, ""))
+
+    def match(labels: Mapping[str, str]) -> bool:
+        for op, key, value in terms:
+            if op == "=" and labels.get(key) != value or op == "!=" and labels.get(key) == value \
+                    or op == "!" and key in labels or op == "" and key not in labels:
+                return False
+        return True
+
+    return match
 
 
 def watched(obj: Mapping[str, Any]) -> bool:
@@ -247,6 +277,18 @@ class ReadModel:
     def has(self, kind: str, namespace: str, name: str) -> bool:
         with self._lock:
             return (namespace, name) in self._objects[kind]
+
+    def list_jobs(self, namespace: str, selector: str) -> list[Obj] | None:
+        """The held Jobs (all the operator manages: its Job watch selects exactly those) of
+        ``namespace`` that match ``selector``; None when the selector has a term this
+        matcher does not read (``in``, ``notin``), so the caller asks the API."""
+        match = label_matcher(selector)
+        if match is None:
+            return None
+        with self._lock:
+            texts = [e.text for (ns, _), e in sorted(self._objects["job"].items()) if ns == namespace]
+        jobs = [json.loads(t) for t in texts]
+        return [j for j in jobs if match((j.get("metadata") or {}).get("labels") or {})]
 
     def names(self, kind: str) -> list[Key]:
         with self._lock:
@@ -446,13 +488,20 @@ class CachedKube:
         return self.api.job_pod_containers(namespace, job_name)
 
     def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
-        return self.api.list_jobs(namespace, selector)
+        """From memory (the Job watch holds every Job the operator manages)."""
+        held = self.model.list_jobs(namespace, selector)
+        if held is not None:
+            return held
+        telemetry.READ_MODEL_MISSES.labels("job_list").inc()
+        return [trim(j) for j in self.api.list_jobs(namespace, selector)]
 
     def job_container_log(self, namespace: str, job_name: str, container: str, limit_bytes: int) -> str | None:
         return self.api.job_container_log(namespace, job_name, container, limit_bytes)
 
     def patch_job_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> Obj:
-        return self.api.patch_job_metadata(namespace, name, metadata)
+        out = self.api.patch_job_metadata(namespace, name, metadata)
+        self.model.put({**out, "kind": "Job"})
+        return out
 
     # -- writes ----------------------------------------------------------------------------------
     def _written(self, obj: Obj | None) -> Obj | None:
