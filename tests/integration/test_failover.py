@@ -14,7 +14,7 @@ import pytest
 
 from dgm_dev.toy_agent import toy_objects
 from harness import Operator, candidate
-from test_lifecycle import FAILPOINTS, jobs_of
+from test_lifecycle import FAILPOINTS, assert_nothing_lost_or_duplicated
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +67,4 @@ def test_the_standby_takes_over_a_lifecycle_from_the_killed_replica(env, cluster
     finally:
         for op in started:
             op.stop()
-    agent = env.agent_status()
-    revisions = agent["revisions"]
-    assert [r["revision"] for r in revisions] == list(range(1, len(FAILPOINTS) + 2))
-    assert [r.get("candidate") for r in revisions[1:]] == [f"k{i}" for i in range(1, len(FAILPOINTS) + 1)]
-    assert agent["currentRevision"] == len(FAILPOINTS) + 1
-    snapshots = env.list("configmaps", "dgm.io/role=revision")
-    assert sorted(int(c["metadata"]["labels"]["dgm.io/revision"]) for c in snapshots) == [r["revision"] for r in revisions]
-    for i in range(1, len(FAILPOINTS) + 1):
-        assert jobs_of(env, f"k{i}") == [f"k{i}-eval-full"]
-    assert sorted(c["metadata"]["name"] for c in env.list("improvementcandidates")) == [
-        f"k{i}" for i in range(1, len(FAILPOINTS) + 1)]
-    live = env.get("configmap", "toy-config")["data"]
-    assert live == env.get("configmap", f"toy-rev-{len(FAILPOINTS) + 1}")["data"]
+    assert_nothing_lost_or_duplicated(env)

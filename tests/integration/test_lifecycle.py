@@ -211,6 +211,12 @@ def test_operator_killed_between_writes_loses_and_duplicates_nothing(env, cluste
         st = env.wait_phase(f"k{i}", "Applied", "Rejected", "Failed")["status"]
         assert (st["phase"], st["revision"]) == ("Applied", i + 1), (point, st)
         op.stop()
+    assert_nothing_lost_or_duplicated(env)
+
+
+def assert_nothing_lost_or_duplicated(env) -> None:
+    """After one candidate k1..kN per failpoint: each revision exactly once, one Job per
+    candidate, no candidate lost or added, the live ConfigMap equal to the last snapshot."""
     agent = env.agent_status()
     revisions = agent["revisions"]
     assert [r["revision"] for r in revisions] == list(range(1, len(FAILPOINTS) + 2))
@@ -220,7 +226,8 @@ def test_operator_killed_between_writes_loses_and_duplicates_nothing(env, cluste
     assert sorted(int(c["metadata"]["labels"]["dgm.io/revision"]) for c in snapshots) == [r["revision"] for r in revisions]
     for i in range(1, len(FAILPOINTS) + 1):
         assert jobs_of(env, f"k{i}") == [f"k{i}-eval-full"]
-    assert sorted(c["metadata"]["name"] for c in env.list("improvementcandidates")) == [f"k{i}" for i in range(1, 6)]
+    assert sorted(c["metadata"]["name"] for c in env.list("improvementcandidates")) == [
+        f"k{i}" for i in range(1, len(FAILPOINTS) + 1)]
     live = env.get("configmap", "toy-config")["data"]
     assert live == env.get("configmap", f"toy-rev-{len(FAILPOINTS) + 1}")["data"]
 

@@ -97,9 +97,14 @@ def _running_real_node(state_dir: Path) -> str | None:
                 return (f"another dev cluster with a real node runs in {other} (one per machine: the bridge and "
                         f"the firewall are global); stop it with `dgm dev-cluster down --state-dir {other}`")
         stale.append(str(other))
-    if stale:
-        return (f"a dev cluster with a real node was not brought down in {stale[0]}; clean up with "
-                f"`dgm dev-cluster down --state-dir {stale[0]}`")
+    for other_dir in stale:
+        # Its processes are gone (a killed test run, a session that ended): bring it down,
+        # which undoes what it changed on the host from its own record, instead of refusing.
+        try:
+            DevCluster(other_dir, log=lambda msg: None).down()
+        except Exception as exc:  # noqa: BLE001 - reported below with the way to clean up
+            return (f"a dev cluster with a real node was not brought down in {other_dir} and cleaning it up "
+                    f"failed ({exc}); clean up with `dgm dev-cluster down --state-dir {other_dir}`")
     if realnode.BRIDGE in hoststate.interfaces():
         return (f"the bridge {realnode.BRIDGE} exists (a real node without its state directory?); "
                 f"`ip link delete {realnode.BRIDGE}` if nothing uses it")
