@@ -4,7 +4,8 @@
 #
 #   dgm-operator:dev      the operator (Dockerfile target `operator`, entrypoint `dgm run`), also
 #                         tagged with the chart's appVersion, the chart's default tag
-#   dgm-sample-agent:dev  the sample agent, an A2A server (target `sample-agent`)
+#   dgm-sample-agent:dev  the sample agent, an A2A server (target `sample-agent`), also tagged
+#                         with the appVersion: an image candidate's tag in the tests
 #   dgm-grader:dev        `dgm grade` with the sample agent's task suite (target `grader`)
 #   dgm-pause:dev         the pod sandbox image: one static binary (controlplane/pause)
 #   dgm-base:dev          the base itself (user root; its layer is shared, so it costs nothing):
@@ -169,10 +170,14 @@ log "[4/4] saving the images to $archive"
 rm -f "$archive.tmp"
 app_version=$(awk -F'"' '/^appVersion:/ {print $2}' "$here/charts/dgm-operator/Chart.yaml")
 podman tag docker.io/library/dgm-operator:dev "docker.io/library/dgm-operator:${app_version:-dev}"
+# the sample agent under a second name too: an image candidate of the quickstart (a change of
+# tag, the same files) is evaluated and applied with it (tests/integration/test_candidate_inputs.py)
+podman tag docker.io/library/dgm-sample-agent:dev "docker.io/library/dgm-sample-agent:${app_version:-dev}"
 podman tag "$base" docker.io/library/dgm-base:dev
 podman save --quiet --multi-image-archive --format docker-archive -o "$archive.tmp" \
   docker.io/library/dgm-operator:dev "docker.io/library/dgm-operator:${app_version:-dev}" \
-  docker.io/library/dgm-sample-agent:dev docker.io/library/dgm-grader:dev \
+  docker.io/library/dgm-sample-agent:dev "docker.io/library/dgm-sample-agent:${app_version:-dev}" \
+  docker.io/library/dgm-grader:dev \
   docker.io/library/dgm-pause:dev docker.io/library/dgm-base:dev
 mv "$archive.tmp" "$archive"
 echo "$(basename "$archive")" >"$out/current"

@@ -57,8 +57,8 @@ class Env:
             return obj if st.get("phase") in phases else None
         return self.wait(f"{name} in {phases}", check, timeout)
 
-    def agent_status(self):
-        return (self.get("dgmagents", "toy") or {}).get("status") or {}
+    def agent_status(self, agent="toy"):
+        return (self.get("dgmagents", agent) or {}).get("status") or {}
 
     def wait_ready(self, agent="toy", timeout=120):
         def ready():

@@ -97,6 +97,8 @@ def test_the_result_becomes_a_candidate_with_its_tokens() -> None:
     assert st["tokens"]["used"] == 1000 and st["tokens"]["total"] == 1000 and st["tokens"]["charged"] == [JOB]
     assert st["proposalsInFlight"] == 0
     assert w.agent_condition("Improving")["reason"] == "Proposed"
+    assert {k: st["lastProposal"][k] for k in ("result", "candidate", "jobName")} == \
+        {"result": "Proposed", "candidate": "toy-g1", "jobName": JOB}
     job = w.kube.get_job(NS, JOB)
     assert job["metadata"]["annotations"][constants.ANNOTATION_PROPOSAL_RESULT] == "toy-g1"
     assert job["metadata"]["labels"][constants.LABEL_PROPOSAL_READ] == "true"
@@ -134,6 +136,19 @@ def test_a_bad_reply_ends_as_proposer_failed_with_the_reason_and_its_tokens() ->
     assert w.agent_status()["tokens"]["used"] == 1000
     assert "ProposerFailed" in w.kube.reasons()
     assert metrics.PROPOSER_ERRORS.labels(NS, "toy", "MalformedReply")._value.get() == before + 1
+    # the failure stays in status and in the condition on later passes (its Event expires)
+    w.clock.t += 60
+    w.rec.reconcile_agent(NS, "toy")
+    cond = w.agent_condition("Improving")
+    assert cond["reason"] == "ProposerFailed" and "the last proposal failed" in cond["message"]
+    last = w.agent_status()["lastProposal"]
+    assert (last["result"], last["reason"], last["candidate"], last["jobName"]) == \
+        ("Failed", "MalformedReply", "toy-g1", JOB)
+    # until the next proposal starts: then the record is that one's, with no stale reason
+    ask(w, "again")
+    last = w.agent_status()["lastProposal"]
+    assert (last["result"], last["candidate"], "reason" in last) == ("Started", "toy-g2", False), last
+    assert w.agent_condition("Improving")["reason"] == "ProposalStarted"
 
 
 def test_a_failed_job_and_an_unreadable_log_are_proposer_failures() -> None:

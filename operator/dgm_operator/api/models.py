@@ -638,6 +638,18 @@ class TokenLedger(WireModel):
     )
 
 
+class ProposalOutcome(WireModel):
+    """What the newest proposal became. It stays until the next one, so that a failure is still
+    visible in status (and in the Improving condition) after its Event has expired."""
+
+    result: str = Field(description="Started (its proposal Job runs), Proposed (a candidate was created) or Failed.")
+    candidate: Optional[str] = Field(None, description="The candidate it created or would have created.")
+    job_name: Optional[str] = Field(None, description="The proposal Job (llm and job proposers).")
+    reason: Optional[str] = Field(None, description="Why it failed, e.g. MalformedReply, ProposalJobFailed.")
+    message: Optional[str] = Field(None, description="What happened (bounded).")
+    time: Optional[datetime] = Field(None, description="When the operator recorded it.")
+
+
 class DGMAgentStatus(WireModel):
     """Observed state of the loop."""
 
@@ -659,6 +671,7 @@ class DGMAgentStatus(WireModel):
     handled_propose: Optional[str] = Field(None, description="The last dgm.io/propose annotation value acted upon.")
     proposals_in_flight: Optional[int] = Field(None, ge=0, description="Proposal Jobs running or not read back yet (llm and job proposers).")
     tokens: Optional["TokenLedger"] = Field(None, description="Model tokens spent by proposals (llm and job proposers).")
+    last_proposal: Optional[ProposalOutcome] = Field(None, description="What the newest proposal became (kept until the next).")
 
 
 # ---------------------------------------------------------------------------

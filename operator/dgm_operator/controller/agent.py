@@ -241,19 +241,32 @@ def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, 
         max_concurrent_candidates=view.agent.spec.policy.max_concurrent_candidates,
         tokens_today=proposal_jobs.tokens_today(ctx, view),
         max_tokens_per_day=proposal_jobs.max_tokens_per_day(view.agent), now=ctx.now_datetime()))
+    last = view.status.last_proposal
+    if outcomes:
+        last = patch.last_proposal = outcomes[-1].record(ctx.now_datetime())
     if outcomes and (decision is None or decision.reason == "ConcurrencyLimitReached"):
         # what a proposal Job just became says more than the limit it now fills
         reason, message = ("Proposed" if outcomes[-1].created else "ProposerFailed"), outcomes[-1].message
     elif decision:
         reason, message = decision
+    elif last is not None and last.result == "Failed":
+        # stays until the next proposal starts: the failure's Event expires, status does not
+        reason, message = "ProposerFailed", f"the last proposal failed: {last.message}"
     else:
         reason, message = "Idle", "waiting for the next interval"
     if ready and decision is None and proposals.proposal_due(ctx, view):
+        number = (view.status.proposals or 0) + 1
         if as_job:
             started, message = proposal_jobs.start(ctx, view)  # writes the proposal counter itself
             reason = "ProposalStarted" if started else "ProposerFailed"
             in_flight += int(started)
             active += int(started)
+            created = False
+            if started:
+                patch.last_proposal = api.ProposalOutcome(
+                    result="Started", candidate=names.proposed_candidate(view.name, number),
+                    job_name=names.proposal_job(view.name, number), reason=None, message=message,
+                    time=ctx.now_datetime())
         else:
             created, message = proposals.propose(ctx, view)
             reason = "Proposed" if created else "ProposerFailed"
@@ -261,7 +274,10 @@ def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, 
             if created:
                 view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
                 active += 1
-        if not started:
+        if not started:  # decided in this pass (a started Job is recorded when it is read back)
+            patch.last_proposal = proposal_jobs.Outcome(
+                created, message, candidate=names.proposed_candidate(view.name, number),
+                reason=None if created else "ProposerFailed").record(ctx.now_datetime())
             patch.proposals = (view.status.proposals or 0) + 1
             patch.last_proposal_time = ctx.now_datetime()
             requested = view.annotation(constants.ANNOTATION_PROPOSE)

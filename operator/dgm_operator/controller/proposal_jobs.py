@@ -62,8 +62,19 @@ def max_tokens_per_day(agent: api.DGMAgent) -> int | None:
 
 @dataclass
 class Outcome:
+    """What one proposal became (the agent's status.lastProposal and Improving condition)."""
+
     created: bool
     message: str
+    candidate: str | None = None
+    job_name: str | None = None
+    reason: str | None = None
+
+    def record(self, now: Any) -> api.ProposalOutcome:
+        """status.lastProposal; every field set, so the merge patch replaces the previous one."""
+        return api.ProposalOutcome(result="Proposed" if self.created else "Failed", candidate=self.candidate,
+                                   job_name=self.job_name, reason=None if self.created else (self.reason or "ProposerFailed"),
+                                   message=self.message[:1000], time=now)
 
 
 def outcome(state: str, job_reason: str, log: str | bytes | None, *, propose_message: str | None = None,
@@ -165,11 +176,13 @@ def _read(ctx: Context, view: AgentView, job: Obj, state: JobState, job_reason: 
         ctx.kube.event(view.obj, "CandidateProposed",
                        f"{candidate} from {parent or 'the baseline'} ({u.total_tokens} tokens): {result.description}"[:1000])
         _mark_read(ctx, namespace, job_name, candidate)
-        return Outcome(True, f"proposed {candidate} from {parent or 'the baseline'} by Job {job_name}")
+        return Outcome(True, f"proposed {candidate} from {parent or 'the baseline'} by Job {job_name}",
+                       candidate=candidate, job_name=job_name)
     message = failure_message(result)
     ctx.kube.event(view.obj, "ProposerFailed", f"Job {job_name}: {message}"[:1000], warning=True)
     _mark_read(ctx, namespace, job_name, f"failed: {result.reason}")
-    return Outcome(False, f"proposal Job {job_name} failed: {message}")
+    return Outcome(False, f"proposal Job {job_name} failed: {message}", candidate=candidate, job_name=job_name,
+                   reason=result.reason)
 
 
 def _charge(ctx: Context, view: AgentView, job_name: str, result: proposal.ProposalResult) -> None:
