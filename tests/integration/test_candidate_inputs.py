@@ -5,6 +5,8 @@ approval before it reaches the live Deployment."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dgm_operator import __version__
@@ -85,7 +87,7 @@ def test_every_crashing_or_bypassing_input_is_decided_rejected_with_a_finding(en
     env.apply(candidate(env.ns, "foreign-parent", changes=objs["candidate-good"][0]["spec"]["changes"],
                         parent="elsewhere"))
     env.apply(*(candidate(env.ns, name, changes=changes) for name, (changes, _) in inputs.items()))
-    expected = {name: rule for name, (_, rule) in inputs.items()} | {"foreign-parent": "parent"}
+    expected = {name: rule for name, (_, rule) in inputs.items()} | {"foreign-parent": "parent_agent"}
     for name, rule in expected.items():
         st = env.wait_phase(name, "Rejected", "Failed", "Applied", "Validated", "AwaitingApproval", timeout=180)["status"]
         assert (st["phase"], st["reason"]) == ("Rejected", "UnsafeChange"), (name, st)
@@ -100,8 +102,8 @@ def test_every_crashing_or_bypassing_input_is_decided_rejected_with_a_finding(en
 
 
 def _agent_container_image(env, candidate_name: str) -> str:
-    jobs = [j for j in env.list("jobs", f"dgm.io/candidate={candidate_name}")]
-    assert jobs, f"no evaluation Job of {candidate_name}"
+    jobs = env.list("jobs", f"dgm.io/candidate={candidate_name}")
+    assert jobs, f"no evaluation Job of {candidate_name}: {json.dumps(env.get('improvementcandidates', candidate_name))}"
     images = {c["image"] for j in jobs for c in j["spec"]["template"]["spec"].get("initContainers") or []
               if c["name"] == "agent"}
     assert len(images) == 1, images
@@ -115,16 +117,21 @@ def test_an_image_candidate_is_evaluated_with_its_image_and_waits_for_approval(e
               candidate(env.ns, "image-release", image=AGENT_IMAGE_RELEASE, changes=good))
 
     # its own image runs as the agent under test: one that cannot serve the agent earns nothing
-    broken = env.wait_phase("image-without-agent", "Rejected", "Failed", "Applied", "AwaitingApproval",
+    broken = env.wait_phase("image-without-agent", "Rejected", "Failed", "Applied", "Validated",
                             timeout=300)["status"]
     assert _agent_container_image(env, "image-without-agent") == BASE_IMAGE
-    assert broken["phase"] == "Rejected", broken
+    # the node could not start its agent: a failed evaluation, which names the cause
+    assert broken["phase"] == "Failed" and "dgm-sample-agent" in broken["message"], broken
     assert any(f["rule"] == "image_change" for f in broken["safety"]["findings"]), broken["safety"]
 
     # an image that works is measured, then waits: the image is not in policy.allowedImages,
     # although autoApply and autoApplyCode are both on
-    waiting = env.wait_phase("image-release", "AwaitingApproval", "Rejected", "Failed", "Applied", timeout=400)["status"]
-    assert waiting["phase"] == "AwaitingApproval", waiting
+    def decided():
+        st = (env.get("improvementcandidates", "image-release") or {}).get("status") or {}
+        return st if st.get("phase") in ("Rejected", "Failed", "Applied") or st.get("reason") == "AwaitingApproval" \
+            else None
+    waiting = env.wait("image-release measured and decided", decided, timeout=400)
+    assert (waiting["phase"], waiting["reason"]) == ("Validated", "AwaitingApproval"), waiting
     assert "allowedImages" in waiting["message"], waiting["message"]
     assert _agent_container_image(env, "image-release") == AGENT_IMAGE_RELEASE
     assert waiting["validation"].get("agentImageID", "").startswith("sha256:") or "@sha256:" in \

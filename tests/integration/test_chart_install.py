@@ -9,6 +9,7 @@ and checks that the operator pod becomes Ready, stays up and serves metrics thro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import Env
 from polling import wait_for
+from test_lifecycle import quickstart_objects
 
 pytestmark = pytest.mark.integration
 
@@ -349,12 +352,16 @@ def test_namespaced_install_is_limited_to_watched_namespaces(helm, cluster, name
         _delete_cluster_scoped(cluster, docs)
 
 
-def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
-    """The chart as shipped, with the locally built image, on containerd: UID 65532 has no
-    passwd entry from the runtime, so this is where kopf's getpwuid() crash showed."""
+def _needs_real_node(cluster) -> None:
     node = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     if not node or not node[0]["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://"):
         pytest.skip("needs the dev cluster's real node (the image is imported there)")
+
+
+@contextlib.contextmanager
+def installed_operator(helm, cluster, namespace):
+    """`helm install` of the chart as shipped, with the locally built image, watching
+    ``namespace``; yields (release, the Ready operator pod) and uninstalls afterwards."""
     release = f"i{namespace[2:]}"
     env = dict(os.environ, KUBECONFIG=cluster.kubeconfig)
     args = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
@@ -379,7 +386,17 @@ def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
             return items and all(c["type"] != "Ready" or c["status"] == "True"
                                  for c in items[0]["status"].get("conditions", [])) and \
                 items[0]["status"].get("phase") == "Running" and items[0]
-        pod = wait_for("the operator pod Ready", ready, timeout=120)
+        yield release, wait_for("the operator pod Ready", ready, timeout=120)
+    finally:
+        subprocess.run([helm, "uninstall", release, "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
+                        "--wait", "--timeout", "60s"], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
+    """The chart as shipped, with the locally built image, on containerd: UID 65532 has no
+    passwd entry from the runtime, so this is where kopf's getpwuid() crash showed."""
+    _needs_real_node(cluster)
+    with installed_operator(helm, cluster, namespace) as (release, pod):
         name = pod["metadata"]["name"]
         status = pod["status"]["containerStatuses"][0]
         assert status["ready"] and status["restartCount"] == 0, status
@@ -414,6 +431,33 @@ def test_helm_install_runs_the_operator_image(helm, cluster, namespace):
         assert term["exitCode"] == 0 and "dgm_" in term.get("message", ""), term
         pod = json.loads(cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout)
         assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-    finally:
-        subprocess.run([helm, "uninstall", release, "--namespace", namespace, "--kubeconfig", cluster.kubeconfig,
-                        "--wait", "--timeout", "60s"], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_installed_operator_improves_the_quickstart_agent_under_its_own_rbac(helm, cluster, namespace):
+    """The whole loop by the operator as the chart installs it (its service account, its
+    Role): the baseline is measured by an evaluation Job it starts and reads, the good
+    candidate is evaluated, applied as a ConfigMap revision and rolled out. A permission the
+    chart lacks shows here as a candidate or agent that never gets there."""
+    _needs_real_node(cluster)
+    objs = quickstart_objects(namespace)
+    agent = objs["dgmagent"][0]
+    agent["spec"]["policy"]["improvementIntervalMinutes"] = 600  # only the candidate below
+    with installed_operator(helm, cluster, namespace) as (_release, pod):
+        env = Env(cluster, namespace)
+        env.apply(*objs["configmap"], *objs["deployment"], *objs["networkpolicy"], agent)
+        try:
+            env.wait_ready(agent="sample-agent", timeout=300)
+            env.apply(*objs["candidate-good"])
+            name = objs["candidate-good"][0]["metadata"]["name"]
+            st = env.wait_phase(name, "Applied", "Rejected", "Failed", timeout=400)["status"]
+        except AssertionError:
+            print(cluster.kubectl("logs", pod["metadata"]["name"], "-n", namespace, "--tail=80", check=False).stdout)
+            raise
+        assert st["phase"] == "Applied", st
+        live = env.get("configmap", "sample-agent-config")["data"]
+        assert live["config.yaml"] == objs["candidate-good"][0]["spec"]["changes"]["config.yaml"]
+        assert env.agent_status(agent="sample-agent")["currentRevision"] == 2
+        env.rollout_done("sample-agent", 2)
+        pod_now = json.loads(cluster.kubectl("get", "pod", pod["metadata"]["name"], "-n", namespace, "-o",
+                                             "json").stdout)
+        assert pod_now["status"]["containerStatuses"][0]["restartCount"] == 0

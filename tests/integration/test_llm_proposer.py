@@ -23,19 +23,12 @@ from pathlib import Path
 
 import pytest
 
-# Known gap, kept visible rather than deleted: on the real node this test times out waiting for
-# toy-g1 (the operator restarted with DGM_PROPOSER_IMAGE logs no handler activity after its
-# start). Issue 13 stays open until it passes; the pieces it drives are covered by
-# tests/unit/test_proposal_*.py and test_propose_llm_process.py.
-KNOWN_GAP = pytest.mark.skip(reason="known failing end to end on the real node (issue 13 open): "
-                                    "the restarted operator processes no events in this test")
-
 import dgm_dev.llm_standin as standin_module
 from dgm_dev.toy_agent import toy_objects
 from dgm_operator import __version__
 from dgm_operator.api import constants
 
-pytestmark = [pytest.mark.integration, KNOWN_GAP]
+pytestmark = pytest.mark.integration
 
 IMAGE = os.environ.get("DGM_TEST_OPERATOR_IMAGE", f"dgm-operator:{__version__}")
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
@@ -110,9 +103,10 @@ def test_llm_proposals_become_candidates_fail_with_a_reason_and_stop_at_the_budg
     if not _node_serves_logs(cluster):
         pytest.skip("the local host-process node serves no pod logs (no kubelet API); "
                     "the LLM proposer reads its result with pods/log: run on the dev cluster's real node")
-    operator.stop()
-    operator.start_env = {"DGM_PROPOSER_IMAGE": IMAGE}
-    operator.start()
+    if IMAGE != f"dgm-operator:{__version__}":  # the proposal Jobs run the operator's image by default
+        operator.stop()
+        operator.start_env = {"DGM_PROPOSER_IMAGE": IMAGE}
+        operator.start()
     env.apply(*standin_objects(env.ns))
     cluster.kubectl("wait", "--for=condition=Ready", "pod/llm-standin", "-n", env.ns, "--timeout=120s")
     env.apply(*llm_agent(env.ns))
@@ -154,7 +148,7 @@ def test_llm_proposals_become_candidates_fail_with_a_reason_and_stop_at_the_budg
     assert f"maxTokensPerDay {MAX_TOKENS_PER_DAY}" in cond["message"] and "proposals pause until" in cond["message"]
     assert (env.agent_status().get("tokens") or {}).get("used") == 7700
     propose(env, "four")
-    time.sleep(3 * 2)  # a few of the operator's agent passes (DGM_AGENT_TIMER_SECONDS=2): none may start a Job
+    time.sleep(6)  # the annotation's own pass and a few pokes (DGM_POKE_SECONDS=1): none may start a Job
     assert improving(env).get("reason") == "TokenBudgetExhausted"
     assert sorted(j["metadata"]["name"] for j in env.list("jobs", f"{constants.LABEL_ROLE}=proposal")) == \
         ["toy-g1-propose", "toy-g2-propose", "toy-g3-propose"]

@@ -519,6 +519,20 @@ def test_grader_mode_evaluates_the_candidates_image_in_its_own_container():
     assert "needs approval" in finding["message"]
 
 
+def test_an_image_only_candidate_is_evaluated_not_a_duplicate_of_the_current_revision():
+    w = World().ready()
+    w.candidate(changes={}, image="toy:2")
+    w.run()
+    st = w.status("c1")
+    assert st["phase"] == "Testing", st
+    pod = w.kube.get_job(NS, names.evaluation_job("c1", "full"))["spec"]["template"]["spec"]
+    assert next(c for c in pod["initContainers"] if c["name"] == "agent")["image"] == "toy:2"
+    # the current image under its own name is no change at all
+    w.candidate("c2", changes={}, image="toy:1")
+    w.run("c2")
+    assert w.status("c2")["reason"] == "DuplicateCandidate"
+
+
 def test_an_image_change_waits_for_approval_even_with_auto_apply():
     w = World().ready()
     w.candidate(image="toy:2")

@@ -137,10 +137,9 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
         siblings = ctx.kube.list_candidates(view.namespace, view.agent_name)
         testing_now = sum(1 for c in siblings if candidate_phase(c) == Phase.TESTING.value)
         files = {**base_files, **view.candidate.spec.changes}
-        image = view.candidate.spec.image
-        image = image if image and image != revision_image(view.agent_status) else None
+        image = changed_image(view, view.candidate.spec.image)
         digest = dedupe.files_digest(files, image)
-        original = duplicate_of(view, siblings, digest, dedupe.files_digest(base_files, image))
+        original = duplicate_of(view, siblings, digest, dedupe.files_digest(base_files, parent_image(ctx, view)))
         decision = policies.evaluate_chain(policies.ADMISSION_CHAIN, policies.Facts(
             duplicate_of=original,
             active_candidates=testing_now,
@@ -171,6 +170,19 @@ def proposed(ctx: Context, view: CandidateView) -> list[str]:
             {"jobName": job_name, "stage": first.name, "stagesPassed": [], "startedAt": started})
         write_candidate(ctx, view.obj, patch, event=Event("EvaluationStarted", f"stage {first.name}: Job {job_name}"))
     return []
+
+
+def changed_image(view: CandidateView, image: str | None) -> str | None:
+    """``image`` when it differs from the current revision's, else None (the digest's "no change")."""
+    return image if image and image != revision_image(view.agent_status) else None
+
+
+def parent_image(ctx: Context, view: CandidateView) -> str | None:
+    """The image the parent runs with, as :func:`changed_image` spells it: a parent candidate's
+    own image, or None for the current revision (whose image is the agent's)."""
+    parent = view.candidate.spec.parent
+    parent_obj = ctx.kube.get_candidate(view.namespace, parent) if parent else None
+    return changed_image(view, (parent_obj or {}).get("spec", {}).get("image")) if parent_obj else None
 
 
 def duplicate_of(view: CandidateView, siblings: list[Obj], digest: str,
@@ -316,13 +328,12 @@ def stage_scores(candidates: list[Obj], stage: str) -> dict[str, tuple[float, st
 
 # -- Validated: the approval gate, then apply -----------------------------------------
 def validated(ctx: Context, view: CandidateView) -> None:
-    image = view.candidate.spec.image
     decision = policies.evaluate_chain(policies.APPLY_CHAIN, policies.Facts(
         auto_apply=view.agent.spec.policy.auto_apply, paused=view.agent.spec.paused,
         approved=view.candidate.spec.approved or view.action == "approve",
         code_files=policies.code_files(view.candidate.spec.changes),
         auto_apply_code=view.agent.spec.policy.auto_apply_code,
-        image=image if image and image != revision_image(view.agent_status) else None,
+        image=changed_image(view, view.candidate.spec.image),
         allowed_images=view.agent.spec.policy.allowed_images))
     if decision is not None:
         if view.status.reason != decision.reason:
