@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from dgm_dev.devcluster.clusterdns import RCODE_NXDOMAIN, RCODE_REFUSED, answer, service_records
+from dgm_dev.devcluster.clusterdns import RCODE_NXDOMAIN, RCODE_REFUSED, answer, query, service_records
 
 DOMAIN = "cluster.local"
 SERVICES = [
@@ -14,11 +14,6 @@ SERVICES = [
     {"metadata": {"name": "llm-standin", "namespace": "t-1"}, "spec": {"clusterIPs": ["10.96.4.2"]}},
     {"metadata": {"name": "headless", "namespace": "t-1"}, "spec": {"clusterIP": "None"}},
 ]
-
-
-def query(name: str, qtype: int = 1, qid: int = 0x1234) -> bytes:
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, 1)
 
 
 def decode(reply: bytes) -> tuple[int, int, list[str]]:

@@ -31,7 +31,6 @@ import os
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries, hoststate, procs, realnode
+from . import binaries, clusterdns, hoststate, procs, realnode
 from .certs import b64, ensure_node_pki, ensure_pki
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -385,8 +384,7 @@ class DevCluster:
 
     def _wait_dns(self, deadline: float) -> None:
         name = "kubernetes.default.svc.cluster.local"
-        query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"".join(
-            bytes([len(part)]) + part.encode() for part in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+        query = clusterdns.query(name)
         while True:
             self._check_alive()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -394,7 +392,7 @@ class DevCluster:
                 try:
                     s.sendto(query, (realnode.NODE_IP, 53))
                     reply = s.recv(512)
-                    if struct.unpack("!H", reply[6:8])[0] >= 1:  # an answer
+                    if clusterdns.answer_count(reply) >= 1:
                         return
                 except OSError:
                     pass

@@ -29,6 +29,17 @@ RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_FORMERR = 3, 5, 1
 TTL = 5
 
 
+def query(name: str, qtype: int = TYPE_A, qid: int = 0x1234) -> bytes:
+    """A recursive query for ``name`` (what a pod's resolver sends)."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", qtype, CLASS_IN)
+
+
+def answer_count(reply: bytes) -> int:
+    """How many answers a response holds."""
+    return int(struct.unpack("!H", reply[6:8])[0])
+
+
 def parse_question(packet: bytes) -> tuple[int, int, str, int, int, int]:
     """(id, flags, name, qtype, qclass, offset after the question) of a query."""
     if len(packet) < 12:

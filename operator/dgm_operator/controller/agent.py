@@ -262,11 +262,6 @@ def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, 
             in_flight += int(started)
             active += int(started)
             created = False
-            if started:
-                patch.last_proposal = api.ProposalOutcome(
-                    result="Started", candidate=names.proposed_candidate(view.name, number),
-                    job_name=names.proposal_job(view.name, number), reason=None, message=message,
-                    time=ctx.now_datetime())
         else:
             created, message = proposals.propose(ctx, view)
             reason = "Proposed" if created else "ProposerFailed"
@@ -274,11 +269,12 @@ def _improvement_loop(ctx: Context, view: AgentView, patch: api.DGMAgentStatus, 
             if created:
                 view.candidates = ctx.kube.list_candidates(view.namespace, view.name)
                 active += 1
-        if not started:  # decided in this pass (a started Job is recorded when it is read back)
-            patch.last_proposal = proposal_jobs.Outcome(
-                created, message, candidate=names.proposed_candidate(view.name, number),
-                reason=None if created else "ProposerFailed").record(ctx.now_datetime())
-            patch.proposals = (view.status.proposals or 0) + 1
+        patch.last_proposal = proposal_jobs.Outcome(
+            created, message, candidate=names.proposed_candidate(view.name, number),
+            job_name=names.proposal_job(view.name, number) if started else None,
+        ).record(ctx.now_datetime(), started=started)
+        if not started:  # a started Job writes the counter itself
+            patch.proposals = number
             patch.last_proposal_time = ctx.now_datetime()
             requested = view.annotation(constants.ANNOTATION_PROPOSE)
             if requested:

@@ -182,7 +182,7 @@ def parent_image(ctx: Context, view: CandidateView) -> str | None:
     own image, or None for the current revision (whose image is the agent's)."""
     parent = view.candidate.spec.parent
     parent_obj = ctx.kube.get_candidate(view.namespace, parent) if parent else None
-    return changed_image(view, (parent_obj or {}).get("spec", {}).get("image")) if parent_obj else None
+    return changed_image(view, parent_obj["spec"].get("image")) if parent_obj else None
 
 
 def duplicate_of(view: CandidateView, siblings: list[Obj], digest: str,

@@ -70,10 +70,12 @@ class Outcome:
     job_name: str | None = None
     reason: str | None = None
 
-    def record(self, now: Any) -> api.ProposalOutcome:
-        """status.lastProposal; every field set, so the merge patch replaces the previous one."""
-        return api.ProposalOutcome(result="Proposed" if self.created else "Failed", candidate=self.candidate,
-                                   job_name=self.job_name, reason=None if self.created else (self.reason or "ProposerFailed"),
+    def record(self, now: Any, *, started: bool = False) -> api.ProposalOutcome:
+        """status.lastProposal (``started``: its Job runs, the result comes later); every field
+        set, so the merge patch replaces the previous one."""
+        result = "Started" if started else "Proposed" if self.created else "Failed"
+        return api.ProposalOutcome(result=result, candidate=self.candidate, job_name=self.job_name,
+                                   reason=(self.reason or "ProposerFailed") if result == "Failed" else None,
                                    message=self.message[:1000], time=now)
 
 
